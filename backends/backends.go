@@ -1,0 +1,142 @@
+// Package backends defines what the router needs from something that runs pods:
+// a Driver (one per configured driver, owning its connection) and a Runtime
+// (one per handler). Optional abilities are separate interfaces discovered by
+// type assertion. Drivers are wired in cmd/crimux, never registered globally.
+package backends
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+)
+
+// Errors a backend returns, wrapped with %w; the router maps them to gRPC codes.
+var (
+	// ErrNotFound: the backend has no such sandbox, container or process.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: the request can't be served as asked.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrUnsupported: this handler can't do that, by design.
+	ErrUnsupported = errors.New("not supported by this handler")
+	// ErrPrecondition: the object is in a state that doesn't allow the call.
+	ErrPrecondition = errors.New("failed precondition")
+	// ErrDeadline: an operation ran out of its time (an ExecSync timeout).
+	ErrDeadline = errors.New("deadline exceeded")
+)
+
+// Sandbox is what a runtime needs to start a pod sandbox.
+type Sandbox struct {
+	ID      string
+	Handler string
+	Config  *runtime.PodSandboxConfig
+	// NetNSPath is the pod's network namespace; empty for host network.
+	NetNSPath string
+	// Image is the sandbox (pause) image reference, present in the image store.
+	Image string
+	// Dir is a directory of the sandbox's own for resolv.conf, hostname, hosts.
+	Dir string
+}
+
+// Container is what a runtime needs to create a container.
+type Container struct {
+	ID      string
+	Sandbox Sandbox
+	Config  *runtime.ContainerConfig
+	// Image is the image reference (name) in the image store; ImageID its ID.
+	Image   string
+	ImageID string
+	// LogPath is the absolute CRI log path, empty for no log.
+	LogPath string
+}
+
+// TaskState is what a runtime knows of a sandbox's or container's process.
+type TaskState struct {
+	State    runtime.ContainerState
+	Pid      uint32
+	ExitCode int32
+	ExitedAt time.Time
+	Reason   string
+}
+
+// ExecResult is the outcome of ExecSync.
+type ExecResult struct {
+	Stdout   []byte
+	Stderr   []byte
+	ExitCode int32
+}
+
+// Streams are the stdio of an exec or attach session.
+type Streams struct {
+	Stdin  io.Reader
+	Stdout io.WriteCloser
+	Stderr io.WriteCloser
+	TTY    bool
+	Resize <-chan remotecommand.TerminalSize
+}
+
+// Listener hears about processes that ended on their own (or were killed).
+type Listener interface {
+	// TaskExited is called once per exit of a sandbox's or container's main process.
+	TaskExited(id string, st TaskState)
+}
+
+// Driver owns a connection to something that runs pods and hands out one Runtime per handler.
+type Driver interface {
+	// Name is the driver's name as the configuration spells it.
+	Name() string
+	// Runtime returns the runtime for a handler. For a handler no longer
+	// configured it returns a runtime that can still stop and remove the
+	// pods that handler made.
+	Runtime(handler string) Runtime
+	// Ready returns nil when the driver can serve, else why not.
+	Ready(ctx context.Context) error
+	// Version names what the driver runs on (e.g. "containerd v2.4.2").
+	Version(ctx context.Context) (string, error)
+	Close() error
+}
+
+// Runtime runs the sandboxes and containers of one handler.
+type Runtime interface {
+	Handler() string
+	// RunSandbox starts the sandbox's pause process in its namespaces.
+	RunSandbox(ctx context.Context, sb Sandbox) (TaskState, error)
+	// StopSandbox kills the pause process. A missing sandbox is not an error.
+	StopSandbox(ctx context.Context, id string) error
+	// RemoveSandbox deletes everything the runtime holds for the sandbox. Missing is fine.
+	RemoveSandbox(ctx context.Context, id string) error
+	CreateContainer(ctx context.Context, c Container) error
+	StartContainer(ctx context.Context, id string) (TaskState, error)
+	// StopContainer signals the container and returns once it exited, killing
+	// it after timeout. A missing or stopped container is not an error.
+	StopContainer(ctx context.Context, id string, timeout time.Duration) error
+	// RemoveContainer deletes the container. Missing is fine.
+	RemoveContainer(ctx context.Context, id string) error
+	// State asks the runtime about a process: used on recovery after a restart.
+	State(ctx context.Context, id string) (TaskState, error)
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ExecResult, error)
+	Exec(ctx context.Context, id string, cmd []string, s Streams) error
+	Attach(ctx context.Context, id string, s Streams) error
+	ReopenLog(ctx context.Context, id string) error
+	UpdateResources(ctx context.Context, id string, r *runtime.LinuxContainerResources) error
+	// Stats reports a container's resource use.
+	Stats(ctx context.Context, id string) (*runtime.ContainerStats, error)
+	// Features reports what this handler supports.
+	Features() *runtime.RuntimeHandlerFeatures
+}
+
+// PortForwarder is an optional ability: a runtime that must forward ports its
+// own way (a sandbox whose network stack is not the host kernel's). Without it
+// the router dials the port inside the pod's network namespace.
+type PortForwarder interface {
+	PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
+}
+
+// Recoverer is an optional ability: re-attaching to processes that kept running
+// while crimux was down (logs, exit watching).
+type Recoverer interface {
+	Recover(ctx context.Context, sandboxes []Sandbox, containers []Container) map[string]TaskState
+}

@@ -1,0 +1,172 @@
+// Package containerd is crimux's containerd driver: pause containers, OCI specs
+// built from CRI configs, tasks, IO with CRI-format logs, exec, stats and
+// recovery, through the containerd v2 client in crimux's own namespace.
+// No containerd type leaves this package.
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/conf"
+)
+
+// Labels crimux puts on its containerd containers. They record the sandbox →
+// handler binding so it survives restarts of crimux, containerd, or a config
+// change that removed the handler.
+const (
+	labelKind      = "io.crimux/kind" // sandbox | container
+	labelHandler   = "io.crimux/handler"
+	labelSandbox   = "io.crimux/sandbox-id"
+	labelLogPath   = "io.crimux/log-path"
+	labelStdin     = "io.crimux/stdin" // "", "open" or "once"
+	labelTTY       = "io.crimux/tty"
+	labelStopSig   = "io.crimux/stop-signal"
+	kindSandbox    = "sandbox"
+	kindContainer  = "container"
+	builtinPauseRf = "localhost/crimux/pause:builtin"
+)
+
+// Options configure the driver.
+type Options struct {
+	Address   string
+	Namespace string
+	Timeout   time.Duration
+	// StateDir holds IO fifos and per-sandbox shm mounts.
+	StateDir string
+	// RegistryHostsDir holds <host>/hosts.toml files.
+	RegistryHostsDir string
+	// PauseBinary is the static pause program for the built-in sandbox image.
+	PauseBinary string
+	// Handlers are this driver's handlers.
+	Handlers map[string]conf.Handler
+	// CgroupDriver is cgroupfs or systemd.
+	CgroupDriver string
+	Listener     backends.Listener
+	Log          *slog.Logger
+}
+
+// Driver is the containerd driver.
+type Driver struct {
+	client   *client.Client
+	opts     Options
+	log      *slog.Logger
+	oomFloor int
+
+	mu       sync.Mutex // guards runtimes and procs
+	runtimes map[string]*Runtime
+	procs    map[string]*proc
+}
+
+var _ backends.Driver = (*Driver)(nil)
+
+// New connects to containerd.
+func New(o Options) (*Driver, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	c, err := client.New(o.Address, client.WithDefaultNamespace(o.Namespace), client.WithTimeout(o.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %q: %w", o.Address, err)
+	}
+	floor, err := oomScoreFloor()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, runtimes: map[string]*Runtime{}, procs: map[string]*proc{}}
+	for name, h := range o.Handlers {
+		d.runtimes[name] = &Runtime{d: d, name: name, h: h, configured: true}
+	}
+	for _, dir := range []string{filepath.Join(o.StateDir, "io"), filepath.Join(o.StateDir, "sandboxes")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("create state dir %q: %w", dir, err)
+		}
+	}
+	return d, nil
+}
+
+// Name implements backends.Driver.
+func (d *Driver) Name() string { return "containerd" }
+
+// Runtime implements backends.Driver.
+func (d *Driver) Runtime(handler string) backends.Runtime {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r, ok := d.runtimes[handler]; ok {
+		return r
+	}
+	// A handler that is no longer configured: enough to stop and remove.
+	r := &Runtime{d: d, name: handler, h: conf.DefaultRuncHandler()}
+	d.runtimes[handler] = r
+	return r
+}
+
+// Ready implements backends.Driver.
+func (d *Driver) Ready(ctx context.Context) error {
+	ok, err := d.client.IsServing(d.ctx(ctx))
+	if err != nil {
+		return fmt.Errorf("containerd at %q: %w", d.opts.Address, err)
+	}
+	if !ok {
+		return fmt.Errorf("containerd at %q is not serving", d.opts.Address)
+	}
+	return nil
+}
+
+// Version implements backends.Driver.
+func (d *Driver) Version(ctx context.Context) (string, error) {
+	v, err := d.client.Version(d.ctx(ctx))
+	if err != nil {
+		return "", fmt.Errorf("containerd version: %w", err)
+	}
+	return "containerd " + v.Version, nil
+}
+
+// Close implements backends.Driver.
+func (d *Driver) Close() error { return d.client.Close() }
+
+// ctx puts crimux's namespace on a context.
+func (d *Driver) ctx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, d.opts.Namespace)
+}
+
+// cleanupCtx is a fresh bounded context for rollback and cleanup work that
+// must happen even when the request's context is done.
+func (d *Driver) cleanupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(d.ctx(context.Background()), time.Minute)
+}
+
+// mapErr turns containerd errors into backend sentinels.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errdefs.IsNotFound(err):
+		return fmt.Errorf("%w: %w", backends.ErrNotFound, err)
+	case errdefs.IsInvalidArgument(err):
+		return fmt.Errorf("%w: %w", backends.ErrInvalid, err)
+	case errdefs.IsFailedPrecondition(err):
+		return fmt.Errorf("%w: %w", backends.ErrPrecondition, err)
+	}
+	return err
+}
+
+func isNotFound(err error) bool {
+	return errdefs.IsNotFound(err) || errors.Is(err, backends.ErrNotFound)
+}

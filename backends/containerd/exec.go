@@ -1,0 +1,296 @@
+package containerd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+)
+
+// maxExecOutput bounds what ExecSync keeps of each stream.
+const maxExecOutput = 16 << 20
+
+func (r *Runtime) running(id string) (*proc, error) {
+	p := r.d.proc(id)
+	if p == nil {
+		return nil, fmt.Errorf("%w: container %s: %w", backends.ErrPrecondition, id, errNotRunning)
+	}
+	return p, nil
+}
+
+// limitedBuffer keeps at most max bytes.
+type limitedBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - b.buf.Len(); room > 0 {
+		if len(p) > room {
+			b.buf.Write(p[:room])
+		} else {
+			b.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
+func (b *limitedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf.Bytes()...)
+}
+
+// ExecSync implements backends.Runtime.
+func (r *Runtime) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (backends.ExecResult, error) {
+	stdout := &limitedBuffer{max: maxExecOutput}
+	stderr := &limitedBuffer{max: maxExecOutput}
+	code, err := r.exec(ctx, id, cmd, nil, stdout, stderr, false, nil, timeout)
+	if err != nil {
+		return backends.ExecResult{}, err
+	}
+	return backends.ExecResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: code}, nil
+}
+
+// Exec implements backends.Runtime: a streaming exec session.
+func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, s backends.Streams) error {
+	var stdout, stderr io.Writer
+	if s.Stdout != nil {
+		stdout = s.Stdout
+	}
+	if s.Stderr != nil {
+		stderr = s.Stderr
+	}
+	code, err := r.exec(ctx, id, cmd, s.Stdin, stdout, stderr, s.TTY, s.Resize, 0)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
+// ExitError reports a non-zero exit of an exec'd command; the streaming
+// server turns it into the exit code the client sees.
+type ExitError struct{ Code int32 }
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("command terminated with exit code %d", e.Code)
+}
+
+// String, Exited and ExitStatus make ExitError a k8s.io/utils/exec.ExitError.
+func (e *ExitError) String() string  { return e.Error() }
+func (e *ExitError) Exited() bool    { return true }
+func (e *ExitError) ExitStatus() int { return int(e.Code) }
+
+func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer, tty bool, resize <-chan termSize, timeout time.Duration) (int32, error) {
+	if len(cmd) == 0 {
+		return 0, fmt.Errorf("%w: exec needs a command", backends.ErrInvalid)
+	}
+	p, err := r.running(id)
+	if err != nil {
+		return 0, err
+	}
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	spec, err := cont.Spec(ctx)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	pspec := *spec.Process
+	pspec.Args = cmd
+	pspec.Terminal = tty
+	pspec.ConsoleSize = nil
+	if tty {
+		pspec.Env = appendTerm(pspec.Env)
+	}
+	execID := "exec-" + randomID()
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	opts := []cio.Opt{cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(filepath.Join(r.d.opts.StateDir, "io", "exec"))}
+	if tty {
+		opts = append(opts, cio.WithTerminal)
+	}
+	process, err := p.task.Exec(ctx, execID, &pspec, cio.NewCreator(opts...))
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", id, mapErr(err))
+	}
+	defer func() {
+		dctx, cancel := r.d.cleanupCtx()
+		defer cancel()
+		if _, err := process.Delete(dctx, client.WithProcessKill); err != nil && !isNotFound(err) {
+			r.d.log.Warn("delete exec process", "id", id, "exec", execID, "error", err)
+		}
+	}()
+	ch, err := process.Wait(r.d.ctx(context.Background()))
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	if err := process.Start(ctx); err != nil {
+		return 0, fmt.Errorf("start exec in %s: %w", id, mapErr(err))
+	}
+	if resize != nil {
+		go func() {
+			for sz := range resize {
+				_ = process.Resize(r.d.ctx(context.Background()), uint32(sz.Width), uint32(sz.Height))
+			}
+		}()
+	}
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case st := <-ch:
+		code, _, err := st.Result()
+		if err != nil {
+			return 0, err
+		}
+		// Let the IO drain before the caller reads the output.
+		if io := process.IO(); io != nil {
+			io.Wait()
+		}
+		return int32(code), nil
+	case <-timer:
+		_ = process.Kill(r.d.ctx(context.Background()), syscall.SIGKILL)
+		<-ch
+		return 0, fmt.Errorf("%w: command %q timed out after %s", errDeadline, cmd, timeout)
+	case <-ctx.Done():
+		_ = process.Kill(r.d.ctx(context.Background()), syscall.SIGKILL)
+		<-ch
+		return 0, ctx.Err()
+	}
+}
+
+func appendTerm(env []string) []string {
+	for _, e := range env {
+		if len(e) > 5 && e[:5] == "TERM=" {
+			return env
+		}
+	}
+	return append(env, "TERM=xterm")
+}
+
+// Attach implements backends.Runtime: it streams the container's output and
+// feeds its stdin until the container exits or the client goes away.
+func (r *Runtime) Attach(ctx context.Context, id string, s backends.Streams) error {
+	p, err := r.running(id)
+	if err != nil {
+		return err
+	}
+	if p.io == nil {
+		return fmt.Errorf("%w: %s has no attachable IO", backends.ErrPrecondition, id)
+	}
+	var stdout, stderr io.Writer
+	if s.Stdout != nil {
+		stdout = s.Stdout
+	}
+	if s.Stderr != nil {
+		stderr = s.Stderr
+	}
+	remove, ok := p.io.attach(stdout, stderr)
+	if !ok {
+		return fmt.Errorf("%w: container %s: %w", backends.ErrPrecondition, id, errNotRunning)
+	}
+	defer remove()
+	stdinDone := make(chan struct{})
+	if s.Stdin != nil && p.io.stdinW != nil {
+		go func() {
+			defer close(stdinDone)
+			p.io.stdinMu.Lock()
+			defer p.io.stdinMu.Unlock()
+			_, _ = io.Copy(p.io.stdinW, s.Stdin)
+			if p.io.stdinOnce {
+				p.io.stdinW.Close()
+			}
+		}()
+	}
+	if s.Resize != nil {
+		go func() {
+			for sz := range s.Resize {
+				_ = p.task.Resize(r.d.ctx(context.Background()), uint32(sz.Width), uint32(sz.Height))
+			}
+		}()
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+	case <-stdinDoneIfOnce(stdinDone, p.io.stdinOnce):
+		<-p.done
+	}
+	return nil
+}
+
+func stdinDoneIfOnce(c chan struct{}, once bool) <-chan struct{} {
+	if once {
+		return c
+	}
+	return nil
+}
+
+// ReopenLog implements backends.Runtime.
+func (r *Runtime) ReopenLog(ctx context.Context, id string) error {
+	p, err := r.running(id)
+	if err != nil {
+		return err
+	}
+	if p.io == nil {
+		return fmt.Errorf("%w: %s has no log", backends.ErrPrecondition, id)
+	}
+	return p.io.Reopen()
+}
+
+// UpdateResources implements backends.Runtime.
+func (r *Runtime) UpdateResources(ctx context.Context, id string, res *runtime.LinuxContainerResources) error {
+	if res == nil {
+		return nil
+	}
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	spec, err := cont.Spec(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	if spec.Linux.Resources == nil {
+		spec.Linux.Resources = &specs.LinuxResources{}
+	}
+	applyResources(spec.Linux.Resources, res)
+	if err := cont.Update(ctx, func(ctx context.Context, _ *client.Client, c *containersContainer) error {
+		return setSpec(c, spec)
+	}); err != nil {
+		return fmt.Errorf("update spec of %s: %w", id, mapErr(err))
+	}
+	if p := r.d.proc(id); p != nil {
+		if err := p.task.Update(ctx, client.WithResources(spec.Linux.Resources)); err != nil {
+			return fmt.Errorf("update resources of %s: %w", id, mapErr(err))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package containerd
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/image"
+)
+
+// Images is the driver's image store: one store in crimux's namespace that
+// every handler shares.
+type Images struct {
+	d *Driver
+
+	mu    sync.Mutex // guards pulls
+	pulls map[string]*sync.Mutex
+}
+
+var _ image.Store = (*Images)(nil)
+var _ image.Builtin = (*Images)(nil)
+
+// Images returns the driver's image store.
+func (d *Driver) Images() *Images { return &Images{d: d, pulls: map[string]*sync.Mutex{}} }
+
+// lockRef serialises pulls of one reference; pulls of different images run in parallel.
+func (s *Images) lockRef(ref string) func() {
+	s.mu.Lock()
+	m, ok := s.pulls[ref]
+	if !ok {
+		m = &sync.Mutex{}
+		s.pulls[ref] = m
+	}
+	s.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+func (s *Images) resolver(ctx context.Context, auth *image.Auth) docker.ResolverOptions {
+	creds := func(host string) (string, string, error) {
+		if auth == nil {
+			return "", "", nil
+		}
+		if auth.IdentityToken != "" {
+			return "", auth.IdentityToken, nil
+		}
+		return auth.Username, auth.Password, nil
+	}
+	return docker.ResolverOptions{Hosts: config.ConfigureHosts(ctx, config.HostOptions{
+		HostDir:     config.HostDirFromRoot(s.d.opts.RegistryHostsDir),
+		Credentials: creds,
+	})}
+}
+
+// Pull implements image.Store.
+func (s *Images) Pull(ctx context.Context, ref string, auth *image.Auth, snapshotter string) (image.Image, error) {
+	ctx = s.d.ctx(ctx)
+	defer s.lockRef(ref)()
+	img, err := s.d.client.Pull(ctx, ref,
+		client.WithResolver(docker.NewResolver(s.resolver(ctx, auth))),
+		client.WithPullUnpack,
+		client.WithPullSnapshotter(snapshotter),
+	)
+	if err != nil {
+		return image.Image{}, fmt.Errorf("pull image %q: %w", ref, mapErr(err))
+	}
+	// Also record the image under its repo digest, as the kubelet expects.
+	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+		if _, isDigest := named.(reference.Digested); !isDigest {
+			if dref, err := reference.WithDigest(reference.TrimNamed(named), img.Target().Digest); err == nil {
+				if err := s.putName(ctx, dref.String(), img.Target()); err != nil {
+					return image.Image{}, err
+				}
+			}
+		}
+	}
+	return s.Get(ctx, ref)
+}
+
+func (s *Images) putName(ctx context.Context, name string, target ocispec.Descriptor) error {
+	is := s.d.client.ImageService()
+	rec := images.Image{Name: name, Target: target}
+	if _, err := is.Create(ctx, rec); err != nil {
+		if !strings.Contains(err.Error(), "already exists") {
+			return fmt.Errorf("record image name %q: %w", name, err)
+		}
+		if _, err := is.Update(ctx, rec, "target"); err != nil {
+			return fmt.Errorf("update image name %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// entry is one image record with what its config says.
+type entry struct {
+	name   string
+	id     string
+	size   int64
+	user   string
+	annots map[string]string
+}
+
+func (s *Images) entries(ctx context.Context) ([]entry, error) {
+	ctx = s.d.ctx(ctx)
+	recs, err := s.d.client.ImageService().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	cs := s.d.client.ContentStore()
+	out := make([]entry, 0, len(recs))
+	for _, r := range recs {
+		cfg, err := images.Config(ctx, cs, r.Target, platforms.Default())
+		if err != nil {
+			continue // content missing: not a usable image
+		}
+		e := entry{name: r.Name, id: cfg.Digest.String(), annots: r.Target.Annotations}
+		if size, err := r.Size(ctx, cs, platforms.Default()); err == nil {
+			e.size = size
+		}
+		if b, err := content.ReadBlob(ctx, cs, cfg); err == nil {
+			var ic ocispec.Image
+			if json.Unmarshal(b, &ic) == nil {
+				e.user = ic.Config.User
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func group(es []entry) []image.Image {
+	byID := map[string]*image.Image{}
+	var order []string
+	for _, e := range es {
+		img, ok := byID[e.id]
+		if !ok {
+			img = &image.Image{ID: e.id, Size: uint64(e.size), User: e.user, Annotations: e.annots}
+			byID[e.id] = img
+			order = append(order, e.id)
+		}
+		switch {
+		case strings.HasPrefix(e.name, "sha256:"):
+		case strings.Contains(e.name, "@"):
+			img.RepoDigests = append(img.RepoDigests, e.name)
+		default:
+			img.RepoTags = append(img.RepoTags, e.name)
+		}
+	}
+	sort.Strings(order)
+	out := make([]image.Image, 0, len(order))
+	for _, id := range order {
+		img := byID[id]
+		sort.Strings(img.RepoTags)
+		sort.Strings(img.RepoDigests)
+		out = append(out, *img)
+	}
+	return out
+}
+
+// List implements image.Store.
+func (s *Images) List(ctx context.Context) ([]image.Image, error) {
+	es, err := s.entries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return group(es), nil
+}
+
+// Get implements image.Store: ref is a normalized name or an ID.
+func (s *Images) Get(ctx context.Context, ref string) (image.Image, error) {
+	es, err := s.entries(ctx)
+	if err != nil {
+		return image.Image{}, err
+	}
+	id := ""
+	for _, e := range es {
+		if e.name == ref || e.id == ref {
+			id = e.id
+			break
+		}
+	}
+	if id == "" {
+		return image.Image{}, fmt.Errorf("%w: %q", image.ErrNotFound, ref)
+	}
+	for _, img := range group(es) {
+		if img.ID == id {
+			return img, nil
+		}
+	}
+	return image.Image{}, fmt.Errorf("%w: %q", image.ErrNotFound, ref)
+}
+
+// Remove implements image.Store.
+func (s *Images) Remove(ctx context.Context, id string) error {
+	ctx = s.d.ctx(ctx)
+	es, err := s.entries(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, e := range es {
+		if e.id == id {
+			names = append(names, e.name)
+		}
+	}
+	is := s.d.client.ImageService()
+	for i, n := range names {
+		var opts []images.DeleteOpt
+		if i == len(names)-1 {
+			opts = append(opts, images.SynchronousDelete())
+		}
+		if err := is.Delete(ctx, n, opts...); err != nil && !isNotFound(err) {
+			return fmt.Errorf("remove image %q: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// FsInfo implements image.Store: the snapshotters' root and what snapshots use.
+func (s *Images) FsInfo(ctx context.Context) ([]*runtime.FilesystemUsage, error) {
+	ctx = s.d.ctx(ctx)
+	seen := map[string]bool{}
+	var out []*runtime.FilesystemUsage
+	now := time.Now().UnixNano()
+	for _, h := range s.d.opts.Handlers {
+		if seen[h.Snapshotter] {
+			continue
+		}
+		seen[h.Snapshotter] = true
+		ps, err := s.d.client.IntrospectionService().Plugins(ctx, fmt.Sprintf(`type==io.containerd.snapshotter.v1,id==%s`, h.Snapshotter))
+		if err != nil || len(ps.Plugins) == 0 {
+			return nil, fmt.Errorf("snapshotter %q: not found in containerd", h.Snapshotter)
+		}
+		root := ps.Plugins[0].Exports["root"]
+		var used, inodes int64
+		sn := s.d.client.SnapshotService(h.Snapshotter)
+		_ = sn.Walk(ctx, func(ctx context.Context, info snapshots.Info) error {
+			if u, err := sn.Usage(ctx, info.Name); err == nil {
+				used += u.Size
+				inodes += u.Inodes
+			}
+			return nil
+		})
+		out = append(out, &runtime.FilesystemUsage{
+			Timestamp:  now,
+			FsId:       &runtime.FilesystemIdentifier{Mountpoint: root},
+			UsedBytes:  &runtime.UInt64Value{Value: uint64(used)},
+			InodesUsed: &runtime.UInt64Value{Value: uint64(inodes)},
+		})
+	}
+	return out, nil
+}
+
+// pauseBinary finds the static pause program.
+func (s *Images) pauseBinary() (string, error) {
+	if p := s.d.opts.PauseBinary; p != "" {
+		return p, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(exe), "crimux-pause")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("pause_binary not set and %q not found: %w", p, err)
+	}
+	return p, nil
+}
+
+// ImportPause implements image.Builtin: it writes a one-layer image holding
+// crimux's own pause program straight into containerd's content store.
+func (s *Images) ImportPause(ctx context.Context) (string, error) {
+	ctx = s.d.ctx(ctx)
+	defer s.lockRef(builtinPauseRf)()
+	bin, err := s.pauseBinary()
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", fmt.Errorf("read pause binary: %w", err)
+	}
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	if err := tw.WriteHeader(&tar.Header{Name: "pause", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+		return "", err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return "", err
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	layerDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(layer.Bytes()), Size: int64(layer.Len())}
+	plat := platforms.DefaultSpec()
+	cfg, _ := json.Marshal(ocispec.Image{
+		Platform: ocispec.Platform{OS: plat.OS, Architecture: plat.Architecture},
+		Config:   ocispec.ImageConfig{Entrypoint: []string{"/pause"}, User: "65535:65535"},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDesc.Digest}},
+	})
+	cfgDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
+	man, _ := json.Marshal(ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    cfgDesc,
+		Layers:    []ocispec.Descriptor{layerDesc},
+	})
+	manDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(man), Size: int64(len(man))}
+	cs := s.d.client.ContentStore()
+	for _, b := range []struct {
+		desc   ocispec.Descriptor
+		data   []byte
+		labels map[string]string
+	}{
+		{layerDesc, layer.Bytes(), nil},
+		{cfgDesc, cfg, nil},
+		{manDesc, man, map[string]string{
+			"containerd.io/gc.ref.content.config": cfgDesc.Digest.String(),
+			"containerd.io/gc.ref.content.l.0":    layerDesc.Digest.String(),
+		}},
+	} {
+		if err := content.WriteBlob(ctx, cs, b.desc.Digest.String(), bytes.NewReader(b.data), b.desc, content.WithLabels(b.labels)); err != nil {
+			return "", fmt.Errorf("write built-in pause image: %w", err)
+		}
+	}
+	if err := s.putName(ctx, builtinPauseRf, manDesc); err != nil {
+		return "", err
+	}
+	seen := map[string]bool{}
+	for _, h := range s.d.opts.Handlers {
+		if seen[h.Snapshotter] {
+			continue
+		}
+		seen[h.Snapshotter] = true
+		img, err := s.d.client.GetImage(ctx, builtinPauseRf)
+		if err != nil {
+			return "", err
+		}
+		if err := img.Unpack(ctx, h.Snapshotter); err != nil {
+			return "", fmt.Errorf("unpack built-in pause image with %q: %w", h.Snapshotter, err)
+		}
+	}
+	return builtinPauseRf, nil
+}

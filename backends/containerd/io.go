@@ -1,0 +1,214 @@
+package containerd
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// maxLogLine is the longest log line written as one entry; longer lines are
+// split into partial (P) entries, as the CRI log format allows.
+const maxLogLine = 16 * 1024
+
+// containerIO owns a container's stdio while crimux runs: it writes stdout and
+// stderr to the CRI log file and to attached clients, and feeds stdin.
+type containerIO struct {
+	logPath string
+
+	mu       sync.Mutex // guards log, attached, nextID, closed
+	log      *os.File
+	attached map[int]attachment
+	nextID   int
+	closed   bool
+
+	stdout, stderr *lineWriter
+	// stdin is fed by attach sessions; nil when the container has no stdin.
+	stdinR    *io.PipeReader
+	stdinW    *io.PipeWriter
+	stdinOnce bool
+	stdinMu   sync.Mutex // serialises attach sessions writing stdin
+}
+
+type attachment struct {
+	stdout, stderr io.Writer
+}
+
+func newContainerIO(logPath string, stdin, stdinOnce bool) (*containerIO, error) {
+	c := &containerIO{logPath: logPath, attached: map[int]attachment{}, stdinOnce: stdinOnce}
+	if err := c.openLog(); err != nil {
+		return nil, err
+	}
+	c.stdout = &lineWriter{c: c, stream: "stdout"}
+	c.stderr = &lineWriter{c: c, stream: "stderr"}
+	if stdin {
+		c.stdinR, c.stdinW = io.Pipe()
+	}
+	return c, nil
+}
+
+func (c *containerIO) openLog() error {
+	if c.logPath == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(c.logPath), 0o755); err != nil {
+		return fmt.Errorf("create log dir for %q: %w", c.logPath, err)
+	}
+	f, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("open container log %q: %w", c.logPath, err)
+	}
+	c.log = f
+	return nil
+}
+
+// stdinReader is what the task's stdin fifo is fed from (nil for none).
+func (c *containerIO) stdinReader() io.Reader {
+	if c.stdinR == nil {
+		return nil
+	}
+	return c.stdinR
+}
+
+// Reopen closes the log file and opens log_path again, after the kubelet rotated it.
+func (c *containerIO) Reopen() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("container is not running")
+	}
+	if c.log != nil {
+		c.log.Close()
+		c.log = nil
+	}
+	return c.openLog()
+}
+
+// Close flushes partial lines and closes the log; called once the task's IO ended.
+func (c *containerIO) Close() {
+	c.stdout.flush()
+	c.stderr.flush()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.log != nil {
+		c.log.Close()
+		c.log = nil
+	}
+	for id, a := range c.attached {
+		closeIf(a.stdout)
+		closeIf(a.stderr)
+		delete(c.attached, id)
+	}
+	if c.stdinW != nil {
+		c.stdinW.Close()
+	}
+}
+
+func closeIf(w io.Writer) {
+	if wc, ok := w.(io.Closer); ok && w != nil {
+		wc.Close()
+	}
+}
+
+// attach adds output writers and returns a function that removes them.
+func (c *containerIO) attach(stdout, stderr io.Writer) (func(), bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return func() {}, false
+	}
+	id := c.nextID
+	c.nextID++
+	c.attached[id] = attachment{stdout: stdout, stderr: stderr}
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.attached, id)
+	}, true
+}
+
+// writeLog writes one CRI log entry: "<RFC3339Nano> <stream> <F|P> <line>\n".
+func (c *containerIO) writeLog(stream string, partial bool, line []byte) {
+	tag := "F"
+	if partial {
+		tag = "P"
+	}
+	var b bytes.Buffer
+	b.WriteString(time.Now().Format(time.RFC3339Nano))
+	b.WriteByte(' ')
+	b.WriteString(stream)
+	b.WriteByte(' ')
+	b.WriteString(tag)
+	b.WriteByte(' ')
+	b.Write(line)
+	b.WriteByte('\n')
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.log != nil {
+		_, _ = c.log.Write(b.Bytes())
+	}
+}
+
+func (c *containerIO) forward(stream string, p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, a := range c.attached {
+		w := a.stdout
+		if stream == "stderr" && a.stderr != nil {
+			w = a.stderr
+		}
+		if w == nil {
+			continue
+		}
+		if _, err := w.Write(p); err != nil {
+			delete(c.attached, id)
+		}
+	}
+}
+
+// lineWriter splits one stream into log lines.
+type lineWriter struct {
+	c      *containerIO
+	stream string
+
+	mu  sync.Mutex // guards buf
+	buf []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.c.forward(w.stream, p)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := w.buf[:i]
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		w.c.writeLog(w.stream, false, line)
+		w.buf = w.buf[i+1:]
+	}
+	for len(w.buf) >= maxLogLine {
+		w.c.writeLog(w.stream, true, w.buf[:maxLogLine])
+		w.buf = w.buf[maxLogLine:]
+	}
+	if len(w.buf) == 0 {
+		w.buf = nil
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.c.writeLog(w.stream, false, w.buf)
+		w.buf = nil
+	}
+}

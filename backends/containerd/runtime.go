@@ -1,0 +1,637 @@
+package containerd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/moby/sys/signal"
+	"golang.org/x/sys/unix"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/conf"
+)
+
+// Runtime is one handler of the containerd driver.
+type Runtime struct {
+	d    *Driver
+	name string
+	h    conf.Handler
+	// configured is false for a handler the configuration no longer has.
+	configured bool
+}
+
+var _ backends.Runtime = (*Runtime)(nil)
+var _ backends.Recoverer = (*Runtime)(nil)
+
+// proc is a sandbox's or container's running task that crimux watches.
+type proc struct {
+	id   string
+	task client.Task
+	io   *containerIO // nil for sandboxes
+	pid  uint32
+	// done is closed once the exit was handled; state is set before.
+	done  chan struct{}
+	state backends.TaskState
+}
+
+// Handler implements backends.Runtime.
+func (r *Runtime) Handler() string { return r.name }
+
+// Features implements backends.Runtime.
+func (r *Runtime) Features() *runtime.RuntimeHandlerFeatures {
+	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false}
+}
+
+func (r *Runtime) usable() error {
+	if !r.configured {
+		return fmt.Errorf("%w: handler %q is no longer configured; its pods can only be stopped and removed", backends.ErrPrecondition, r.name)
+	}
+	return nil
+}
+
+func (r *Runtime) runtimeOptions() (any, error) {
+	if r.h.RuntimeType != "io.containerd.runc.v2" {
+		return nil, nil
+	}
+	bin := r.h.RuntimePath
+	if bin != "" {
+		p, err := exec.LookPath(bin)
+		if err != nil {
+			return nil, fmt.Errorf("handler %q: runtime binary %q: %w", r.name, bin, err)
+		}
+		bin = p
+	}
+	return &options.Options{BinaryName: bin, Root: r.h.RuntimeRoot, SystemdCgroup: r.h.SystemdCgroup}, nil
+}
+
+func (d *Driver) proc(id string) *proc {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.procs[id]
+}
+
+// watch handles the exit of p's task once ch reports it: it deletes the task
+// (which drains the IO), closes the log and tells the listener.
+func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
+	d.mu.Lock()
+	d.procs[p.id] = p
+	d.mu.Unlock()
+	go func() {
+		st := <-ch
+		code, at, err := st.Result()
+		ts := backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(code), ExitedAt: at}
+		if err != nil {
+			// Lost the wait (containerd restarted): ask again once it answers.
+			ts = d.rewait(p)
+		}
+		ctx, cancel := d.cleanupCtx()
+		if _, err := p.task.Delete(ctx); err != nil && !isNotFound(err) {
+			d.log.Warn("delete exited task", "id", p.id, "error", err)
+		}
+		cancel()
+		if p.io != nil {
+			p.io.Close()
+		}
+		if ts.ExitedAt.IsZero() {
+			ts.ExitedAt = time.Now()
+		}
+		p.state = ts
+		d.mu.Lock()
+		if d.procs[p.id] == p {
+			delete(d.procs, p.id)
+		}
+		d.mu.Unlock()
+		close(p.done)
+		if d.opts.Listener != nil {
+			d.opts.Listener.TaskExited(p.id, ts)
+		}
+	}()
+}
+
+// rewait waits again for a task whose wait stream broke, for up to a few minutes.
+func (d *Driver) rewait(p *proc) backends.TaskState {
+	unknown := backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, Reason: "Unknown", ExitedAt: time.Now()}
+	for i := 0; i < 120; i++ {
+		time.Sleep(time.Second)
+		ctx := d.ctx(context.Background())
+		ch, err := p.task.Wait(ctx)
+		if err != nil {
+			if isNotFound(err) {
+				return unknown
+			}
+			continue
+		}
+		st := <-ch
+		code, at, err := st.Result()
+		if err != nil {
+			continue
+		}
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(code), ExitedAt: at}
+	}
+	return unknown
+}
+
+// RunSandbox implements backends.Runtime.
+func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backends.TaskState, retErr error) {
+	if err := r.usable(); err != nil {
+		return backends.TaskState{}, err
+	}
+	ctx = r.d.ctx(ctx)
+	img, err := r.d.client.GetImage(ctx, sb.Image)
+	if err != nil {
+		return backends.TaskState{}, fmt.Errorf("sandbox image %q: %w", sb.Image, mapErr(err))
+	}
+	if err := r.ensureUnpacked(ctx, img); err != nil {
+		return backends.TaskState{}, err
+	}
+	specOpts, err := r.sandboxSpec(sb, img)
+	if err != nil {
+		return backends.TaskState{}, err
+	}
+	if nsOptions(sb).Ipc != runtime.NamespaceMode_NODE {
+		if _, err := r.d.mountShm(sb.ID); err != nil {
+			return backends.TaskState{}, err
+		}
+		defer func() {
+			if retErr != nil {
+				r.d.unmountShm(sb.ID)
+			}
+		}()
+	}
+	rtOpts, err := r.runtimeOptions()
+	if err != nil {
+		return backends.TaskState{}, err
+	}
+	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name}
+	cont, err := r.d.client.NewContainer(ctx, sb.ID,
+		client.WithSnapshotter(r.h.Snapshotter),
+		client.WithNewSnapshot(sb.ID, img),
+		client.WithImageName(img.Name()),
+		client.WithNewSpec(specOpts...),
+		client.WithRuntime(r.h.RuntimeType, rtOpts),
+		client.WithContainerLabels(labels),
+	)
+	if err != nil {
+		return backends.TaskState{}, fmt.Errorf("create pause container: %w", mapErr(err))
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := r.d.cleanupCtx()
+			defer cancel()
+			if err := cont.Delete(cctx, client.WithSnapshotCleanup); err != nil && !isNotFound(err) {
+				r.d.log.Warn("roll back pause container", "id", sb.ID, "error", err)
+			}
+		}
+	}()
+	p, err := r.d.startTask(ctx, cont, sb.ID, cio.NullIO, nil)
+	if err != nil {
+		return backends.TaskState{}, fmt.Errorf("start pause container with %s: %w", r.h.RuntimeType, err)
+	}
+	return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: p.pid}, nil
+}
+
+// startTask creates and starts cont's task and watches it. On failure it
+// leaves no task behind.
+func (d *Driver) startTask(ctx context.Context, cont client.Container, id string, ioc cio.Creator, cio *containerIO) (*proc, error) {
+	task, err := cont.NewTask(ctx, ioc)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			cctx, cancel := d.cleanupCtx()
+			defer cancel()
+			if _, err := task.Delete(cctx, client.WithProcessKill); err != nil && !isNotFound(err) {
+				d.log.Warn("roll back task", "id", id, "error", err)
+			}
+		}
+	}()
+	ch, err := task.Wait(d.ctx(context.Background()))
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	if err := task.Start(ctx); err != nil {
+		return nil, mapErr(err)
+	}
+	ok = true
+	p := &proc{id: id, task: task, io: cio, pid: task.Pid(), done: make(chan struct{})}
+	d.watch(p, ch)
+	return p, nil
+}
+
+func (r *Runtime) ensureUnpacked(ctx context.Context, img client.Image) error {
+	ok, err := img.IsUnpacked(ctx, r.h.Snapshotter)
+	if err != nil {
+		return fmt.Errorf("image %q: %w", img.Name(), mapErr(err))
+	}
+	if !ok {
+		if err := img.Unpack(ctx, r.h.Snapshotter); err != nil {
+			return fmt.Errorf("unpack image %q with %s: %w", img.Name(), r.h.Snapshotter, mapErr(err))
+		}
+	}
+	return nil
+}
+
+func (d *Driver) shmDir(sandboxID string) string {
+	return filepath.Join(d.opts.StateDir, "sandboxes", sandboxID, "shm")
+}
+
+func (d *Driver) mountShm(sandboxID string) (string, error) {
+	dir := d.shmDir(sandboxID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create shm dir: %w", err)
+	}
+	if err := unix.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+		return "", fmt.Errorf("mount sandbox shm at %q: %w", dir, err)
+	}
+	return dir, nil
+}
+
+func (d *Driver) unmountShm(sandboxID string) {
+	dir := d.shmDir(sandboxID)
+	for {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			break
+		}
+	}
+	_ = os.RemoveAll(filepath.Dir(dir))
+}
+
+// stop signals the task of id and waits for its exit, killing it after timeout.
+// A task that is missing or already gone is not an error.
+func (r *Runtime) stop(ctx context.Context, id string, sig syscall.Signal, timeout time.Duration) error {
+	p := r.d.proc(id)
+	if p == nil {
+		var err error
+		p, err = r.adopt(ctx, id)
+		if err != nil || p == nil {
+			return err
+		}
+	}
+	ctx = r.d.ctx(ctx)
+	if timeout > 0 && sig != syscall.SIGKILL {
+		if err := p.task.Kill(ctx, sig); err != nil && !isNotFound(err) {
+			return fmt.Errorf("signal %s: %w", id, mapErr(err))
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-p.done:
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := p.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !isNotFound(err) {
+		if !strings.Contains(err.Error(), "process already finished") {
+			return fmt.Errorf("kill %s: %w", id, mapErr(err))
+		}
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for %s to exit: %w", id, ctx.Err())
+	}
+}
+
+// adopt starts watching a task crimux did not start in this run (after a
+// restart). It returns nil when there is no live task.
+func (r *Runtime) adopt(ctx context.Context, id string) (*proc, error) {
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, mapErr(err)
+	}
+	labels, err := cont.Labels(ctx)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	var cio *containerIO
+	var attach cioAttach
+	if labels[labelKind] == kindContainer {
+		cio, err = newContainerIO(labels[labelLogPath], labels[labelStdin] != "", labels[labelStdin] == "once")
+		if err != nil {
+			return nil, err
+		}
+		attach = newAttach(cio, labels[labelTTY] == "true")
+	}
+	task, err := cont.Task(ctx, attach)
+	if err != nil && attach != nil {
+		// The fifos may be gone; still take the task so it can be stopped.
+		task, err = cont.Task(ctx, nil)
+	}
+	if err != nil {
+		if cio != nil {
+			cio.Close()
+		}
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, mapErr(err)
+	}
+	ch, err := task.Wait(r.d.ctx(context.Background()))
+	if err != nil {
+		if cio != nil {
+			cio.Close()
+		}
+		return nil, mapErr(err)
+	}
+	r.d.mu.Lock()
+	if existing := r.d.procs[id]; existing != nil {
+		r.d.mu.Unlock()
+		if cio != nil {
+			cio.Close()
+		}
+		return existing, nil
+	}
+	r.d.mu.Unlock()
+	p := &proc{id: id, task: task, io: cio, pid: task.Pid(), done: make(chan struct{})}
+	r.d.watch(p, ch)
+	return p, nil
+}
+
+// StopSandbox implements backends.Runtime.
+func (r *Runtime) StopSandbox(ctx context.Context, id string) error {
+	return r.stop(ctx, id, syscall.SIGKILL, 0)
+}
+
+// RemoveSandbox implements backends.Runtime.
+func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
+	if err := r.stop(ctx, id, syscall.SIGKILL, 0); err != nil {
+		return err
+	}
+	if err := r.deleteContainer(ctx, id); err != nil {
+		return err
+	}
+	r.d.unmountShm(id)
+	return nil
+}
+
+func (r *Runtime) deleteContainer(ctx context.Context, id string) error {
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return mapErr(err)
+	}
+	// A task that never started (or a failed one) may still exist.
+	if task, err := cont.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !isNotFound(err) {
+			return fmt.Errorf("delete task of %s: %w", id, mapErr(err))
+		}
+	}
+	if err := cont.Delete(ctx, client.WithSnapshotCleanup); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete container %s: %w", id, mapErr(err))
+	}
+	_ = os.RemoveAll(filepath.Join(r.d.opts.StateDir, "io", id))
+	return nil
+}
+
+// pausePid returns the pid of the sandbox's pause process.
+func (r *Runtime) pausePid(ctx context.Context, sandboxID string) (uint32, error) {
+	if p := r.d.proc(sandboxID); p != nil {
+		return p.pid, nil
+	}
+	p, err := r.adopt(ctx, sandboxID)
+	if err != nil {
+		return 0, err
+	}
+	if p == nil {
+		return 0, fmt.Errorf("%w: sandbox %s is not running", backends.ErrPrecondition, sandboxID)
+	}
+	return p.pid, nil
+}
+
+// CreateContainer implements backends.Runtime.
+func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	ctx = r.d.ctx(ctx)
+	img, err := r.d.client.GetImage(ctx, c.Image)
+	if err != nil {
+		return fmt.Errorf("image %q: %w", c.Image, mapErr(err))
+	}
+	if err := r.ensureUnpacked(ctx, img); err != nil {
+		return err
+	}
+	ic, err := img.Spec(ctx)
+	if err != nil {
+		return fmt.Errorf("image %q config: %w", c.Image, mapErr(err))
+	}
+	pid, err := r.pausePid(ctx, c.Sandbox.ID)
+	if err != nil {
+		return err
+	}
+	shm := ""
+	if nsOptions(c.Sandbox).Ipc != runtime.NamespaceMode_NODE {
+		shm = r.d.shmDir(c.Sandbox.ID)
+	}
+	specOpts, err := r.containerSpec(c, ic.Config, pid, shm)
+	if err != nil {
+		return err
+	}
+	rtOpts, err := r.runtimeOptions()
+	if err != nil {
+		return err
+	}
+	stdin := ""
+	if c.Config.Stdin {
+		stdin = "open"
+		if c.Config.StdinOnce {
+			stdin = "once"
+		}
+	}
+	labels := map[string]string{
+		labelKind:    kindContainer,
+		labelHandler: r.name,
+		labelSandbox: c.Sandbox.ID,
+		labelLogPath: c.LogPath,
+		labelStdin:   stdin,
+		labelTTY:     fmt.Sprint(c.Config.Tty),
+		labelStopSig: ic.Config.StopSignal,
+	}
+	_, err = r.d.client.NewContainer(ctx, c.ID,
+		client.WithSnapshotter(r.h.Snapshotter),
+		client.WithNewSnapshot(c.ID, img),
+		client.WithImageName(img.Name()),
+		client.WithNewSpec(specOpts...),
+		client.WithRuntime(r.h.RuntimeType, rtOpts),
+		client.WithContainerLabels(labels),
+	)
+	if err != nil {
+		return fmt.Errorf("create container: %w", mapErr(err))
+	}
+	return nil
+}
+
+type cioAttach = cio.Attach
+
+func newAttach(c *containerIO, tty bool) cio.Attach {
+	opts := []cio.Opt{cio.WithStreams(c.stdinReader(), c.stdout, c.stderr)}
+	if tty {
+		opts = append(opts, cio.WithTerminal)
+	}
+	return cio.NewAttach(opts...)
+}
+
+// StartContainer implements backends.Runtime.
+func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskState, error) {
+	if err := r.usable(); err != nil {
+		return backends.TaskState{}, err
+	}
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return backends.TaskState{}, mapErr(err)
+	}
+	labels, err := cont.Labels(ctx)
+	if err != nil {
+		return backends.TaskState{}, mapErr(err)
+	}
+	cio_, err := newContainerIO(labels[labelLogPath], labels[labelStdin] != "", labels[labelStdin] == "once")
+	if err != nil {
+		return backends.TaskState{}, err
+	}
+	opts := []cio.Opt{cio.WithFIFODir(filepath.Join(r.d.opts.StateDir, "io", id)), cio.WithStreams(cio_.stdinReader(), cio_.stdout, cio_.stderr)}
+	if labels[labelTTY] == "true" {
+		opts = append(opts, cio.WithTerminal)
+	}
+	p, err := r.d.startTask(ctx, cont, id, cio.NewCreator(opts...), cio_)
+	if err != nil {
+		cio_.Close()
+		return backends.TaskState{}, fmt.Errorf("start container: %w", err)
+	}
+	return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: p.pid}, nil
+}
+
+// StopContainer implements backends.Runtime.
+func (r *Runtime) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	sig := syscall.SIGTERM
+	if cont, err := r.d.client.LoadContainer(r.d.ctx(ctx), id); err == nil {
+		if labels, err := cont.Labels(r.d.ctx(ctx)); err == nil && labels[labelStopSig] != "" {
+			if s, err := signal.ParseSignal(labels[labelStopSig]); err == nil {
+				sig = s
+			}
+		}
+	}
+	return r.stop(ctx, id, sig, timeout)
+}
+
+// RemoveContainer implements backends.Runtime.
+func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
+	if err := r.stop(ctx, id, syscall.SIGKILL, 0); err != nil {
+		return err
+	}
+	return r.deleteContainer(ctx, id)
+}
+
+// State implements backends.Runtime.
+func (r *Runtime) State(ctx context.Context, id string) (backends.TaskState, error) {
+	if p := r.d.proc(id); p != nil {
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: p.pid}, nil
+	}
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return backends.TaskState{}, mapErr(err)
+	}
+	task, err := cont.Task(ctx, nil)
+	if err != nil {
+		if isNotFound(err) {
+			return backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED}, nil
+		}
+		return backends.TaskState{}, mapErr(err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return backends.TaskState{}, mapErr(err)
+	}
+	switch st.Status {
+	case client.Running, client.Paused, client.Pausing:
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: task.Pid()}, nil
+	case client.Stopped:
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(st.ExitStatus), ExitedAt: st.ExitTime}, nil
+	case client.Created:
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED}, nil
+	}
+	return backends.TaskState{State: runtime.ContainerState_CONTAINER_UNKNOWN}, nil
+}
+
+// Recover implements backends.Recoverer: it re-attaches to every task that is
+// still running and reports the state of each sandbox and container asked about.
+func (r *Runtime) Recover(ctx context.Context, sandboxes []backends.Sandbox, containers []backends.Container) map[string]backends.TaskState {
+	out := map[string]backends.TaskState{}
+	ids := make([]string, 0, len(sandboxes)+len(containers))
+	for _, s := range sandboxes {
+		ids = append(ids, s.ID)
+	}
+	for _, c := range containers {
+		ids = append(ids, c.ID)
+	}
+	for _, id := range ids {
+		st, err := r.State(ctx, id)
+		if err != nil {
+			if isNotFound(err) {
+				out[id] = backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, Reason: "Unknown", ExitedAt: time.Now()}
+			} else {
+				out[id] = backends.TaskState{State: runtime.ContainerState_CONTAINER_UNKNOWN, Reason: err.Error()}
+			}
+			continue
+		}
+		if st.State == runtime.ContainerState_CONTAINER_RUNNING {
+			if _, err := r.adopt(ctx, id); err != nil {
+				r.d.log.Warn("re-attach to task", "id", id, "error", err)
+			}
+		}
+		if st.State == runtime.ContainerState_CONTAINER_EXITED {
+			// Reap the exited task now; its record stays with crimux.
+			_ = r.deleteTaskOnly(ctx, id)
+		}
+		out[id] = st
+	}
+	return out
+}
+
+func (r *Runtime) deleteTaskOnly(ctx context.Context, id string) error {
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return err
+	}
+	task, err := cont.Task(ctx, nil)
+	if err != nil {
+		return err
+	}
+	_, err = task.Delete(ctx)
+	return err
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var errNotRunning = errors.New("container is not running")

@@ -1,0 +1,557 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+)
+
+// CRI annotations shims and runtimes (gVisor's among them) read.
+const (
+	annContainerType    = "io.kubernetes.cri.container-type"
+	annSandboxID        = "io.kubernetes.cri.sandbox-id"
+	annSandboxName      = "io.kubernetes.cri.sandbox-name"
+	annSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+	annSandboxUID       = "io.kubernetes.cri.sandbox-uid"
+	annSandboxLogDir    = "io.kubernetes.cri.sandbox-log-directory"
+	annContainerName    = "io.kubernetes.cri.container-name"
+	annImageName        = "io.kubernetes.cri.image-name"
+	annSandboxCPUPeriod = "io.kubernetes.cri.sandbox-cpu-period"
+	annSandboxCPUQuota  = "io.kubernetes.cri.sandbox-cpu-quota"
+	annSandboxCPUShares = "io.kubernetes.cri.sandbox-cpu-shares"
+	annSandboxMemory    = "io.kubernetes.cri.sandbox-memory"
+)
+
+// sandboxOOMScoreAdj is what the kubelet gives infrastructure containers.
+const sandboxOOMScoreAdj = -998
+
+func (r *Runtime) cgroupsPath(parent, id string) string {
+	if r.d.opts.CgroupDriver == "systemd" {
+		if parent == "" {
+			parent = "system.slice"
+		}
+		return parent + ":crimux:" + id
+	}
+	if parent == "" {
+		parent = "/crimux"
+	}
+	return filepath.Join(parent, id)
+}
+
+func filterAnnotations(in map[string]string, allowed []string) map[string]string {
+	out := map[string]string{}
+	for k, v := range in {
+		for _, p := range allowed {
+			if p == "*" || strings.HasPrefix(k, p) {
+				out[k] = v
+				break
+			}
+		}
+	}
+	return out
+}
+
+func sandboxAnnotations(sb backends.Sandbox) map[string]string {
+	cfg := sb.Config
+	a := map[string]string{
+		annSandboxID:     sb.ID,
+		annSandboxLogDir: cfg.GetLogDirectory(),
+	}
+	if md := cfg.GetMetadata(); md != nil {
+		a[annSandboxName] = md.Name
+		a[annSandboxNamespace] = md.Namespace
+		a[annSandboxUID] = md.Uid
+	}
+	if res := cfg.GetLinux().GetResources(); res != nil {
+		a[annSandboxCPUPeriod] = strconv.FormatInt(res.CpuPeriod, 10)
+		a[annSandboxCPUQuota] = strconv.FormatInt(res.CpuQuota, 10)
+		a[annSandboxCPUShares] = strconv.FormatInt(res.CpuShares, 10)
+		a[annSandboxMemory] = strconv.FormatInt(res.MemoryLimitInBytes, 10)
+	}
+	return a
+}
+
+func nsOptions(sb backends.Sandbox) *runtime.NamespaceOption {
+	if o := sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions(); o != nil {
+		return o
+	}
+	return &runtime.NamespaceOption{}
+}
+
+func hostname(sb backends.Sandbox) (string, error) {
+	if h := sb.Config.GetHostname(); h != "" {
+		return h, nil
+	}
+	return os.Hostname()
+}
+
+// sandboxSpec builds the pause container's spec.
+func (r *Runtime) sandboxSpec(sb backends.Sandbox, img oci.Image) ([]oci.SpecOpts, error) {
+	cfg := sb.Config
+	nsOpts := nsOptions(sb)
+	opts := []oci.SpecOpts{
+		oci.WithImageConfig(img),
+		oci.WithoutRunMount,
+		oci.WithNoNewPrivileges,
+		oci.WithRootFSReadonly(),
+		oci.WithCgroup(r.cgroupsPath(cfg.GetLinux().GetCgroupParent(), sb.ID)),
+		withOOMScoreAdj(r.d.clampOOM(sandboxOOMScoreAdj)),
+		oci.WithCPUShares(2),
+	}
+	h, err := hostname(sb)
+	if err != nil {
+		return nil, fmt.Errorf("read host's hostname: %w", err)
+	}
+	if h != "" {
+		opts = append(opts, oci.WithHostname(h))
+	}
+	if nsOpts.Network == runtime.NamespaceMode_NODE {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
+	} else {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNSPath}))
+	}
+	if nsOpts.Pid == runtime.NamespaceMode_NODE {
+		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
+	}
+	if nsOpts.Ipc == runtime.NamespaceMode_NODE {
+		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
+	}
+	if sysctls := cfg.GetLinux().GetSysctls(); len(sysctls) > 0 {
+		opts = append(opts, withSysctls(sysctls))
+	}
+	sc := cfg.GetLinux().GetSecurityContext()
+	if sc.GetPrivileged() {
+		opts = append(opts, oci.WithPrivileged)
+	} else {
+		sec, err := seccompOpt(sc.GetSeccomp())
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, sec)
+	}
+	if u := sc.GetRunAsUser(); u != nil {
+		opts = append(opts, oci.WithUIDGID(uint32(u.Value), uint32(sc.GetRunAsGroup().GetValue())))
+	}
+	ann := filterAnnotations(cfg.GetAnnotations(), r.h.PodAnnotations)
+	for k, v := range sandboxAnnotations(sb) {
+		ann[k] = v
+	}
+	ann[annContainerType] = "sandbox"
+	opts = append(opts, oci.WithAnnotations(ann))
+	return opts, nil
+}
+
+func withOOMScoreAdj(v int) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		s.Process.OOMScoreAdj = &v
+		return nil
+	}
+}
+
+func withSysctls(sysctls map[string]string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		if s.Linux.Sysctl == nil {
+			s.Linux.Sysctl = map[string]string{}
+		}
+		for k, v := range sysctls {
+			s.Linux.Sysctl[k] = v
+		}
+		return nil
+	}
+}
+
+func seccompOpt(p *runtime.SecurityProfile) (oci.SpecOpts, error) {
+	switch p.GetProfileType() {
+	case runtime.SecurityProfile_RuntimeDefault:
+		return seccomp.WithDefaultProfile(), nil
+	case runtime.SecurityProfile_Localhost:
+		ref := p.GetLocalhostRef()
+		if ref == "" {
+			return nil, fmt.Errorf("%w: seccomp Localhost profile without a localhost_ref", backends.ErrInvalid)
+		}
+		if _, err := os.Stat(ref); err != nil {
+			return nil, fmt.Errorf("%w: seccomp profile %q: %v", backends.ErrInvalid, ref, err)
+		}
+		return seccomp.WithProfile(ref), nil
+	default:
+		return oci.WithSeccompUnconfined, nil
+	}
+}
+
+// processArgs applies the CRI rule: command replaces the entrypoint (and
+// drops the image's cmd), args replace the cmd.
+func processArgs(cfg *runtime.ContainerConfig, ic ocispec.ImageConfig) ([]string, error) {
+	entry, cmd := ic.Entrypoint, ic.Cmd
+	if len(cfg.Command) > 0 {
+		entry, cmd = cfg.Command, nil
+	}
+	if len(cfg.Args) > 0 {
+		cmd = cfg.Args
+	}
+	args := append(append([]string{}, entry...), cmd...)
+	if len(args) == 0 {
+		return nil, fmt.Errorf("%w: no command: the container config and the image give neither entrypoint nor cmd", backends.ErrInvalid)
+	}
+	return args, nil
+}
+
+func mergeEnv(image []string, cfg []*runtime.KeyValue) []string {
+	idx := map[string]int{}
+	var out []string
+	set := func(kv string) {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			return
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	for _, e := range image {
+		set(e)
+	}
+	if _, ok := idx["PATH"]; !ok {
+		set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	for _, kv := range cfg {
+		set(kv.Key + "=" + string(kv.Value))
+	}
+	return out
+}
+
+func propagation(p runtime.MountPropagation) string {
+	switch p {
+	case runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+		return "rslave"
+	case runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		return "rshared"
+	}
+	return "rprivate"
+}
+
+// containerSpec builds a container's spec; pausePid is the sandbox's pause process.
+func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pausePid uint32, shmDir string) ([]oci.SpecOpts, error) {
+	cfg := c.Config
+	sb := c.Sandbox
+	nsOpts := nsOptions(sb)
+	sc := cfg.GetLinux().GetSecurityContext()
+	args, err := processArgs(cfg, ic)
+	if err != nil {
+		return nil, err
+	}
+	opts := []oci.SpecOpts{
+		oci.WithProcessArgs(args...),
+		oci.WithEnv(mergeEnv(ic.Env, cfg.Envs)),
+		oci.WithCgroup(r.cgroupsPath(sb.Config.GetLinux().GetCgroupParent(), c.ID)),
+	}
+	cwd := cfg.WorkingDir
+	if cwd == "" {
+		cwd = ic.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	opts = append(opts, oci.WithProcessCwd(cwd))
+	if cfg.Tty {
+		opts = append(opts, oci.WithTTY)
+	}
+	h, err := hostname(sb)
+	if err != nil {
+		return nil, fmt.Errorf("read host's hostname: %w", err)
+	}
+	if h != "" {
+		opts = append(opts, oci.WithHostname(h))
+	}
+
+	// Mounts: the pod's etc files and shm, then the config's own.
+	own := map[string]bool{}
+	for _, m := range cfg.Mounts {
+		own[filepath.Clean(m.ContainerPath)] = true
+	}
+	var mounts []specs.Mount
+	for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
+		src := filepath.Join(sb.Dir, f)
+		dst := "/etc/" + f
+		if own[dst] {
+			continue
+		}
+		if _, err := os.Stat(src); err != nil {
+			continue
+		}
+		mode := "rw"
+		if sc.GetReadonlyRootfs() {
+			mode = "ro"
+		}
+		mounts = append(mounts, specs.Mount{Source: src, Destination: dst, Type: "bind", Options: []string{"rbind", "rprivate", mode}})
+	}
+	if !own["/dev/shm"] && shmDir != "" {
+		mounts = append(mounts, specs.Mount{Source: shmDir, Destination: "/dev/shm", Type: "bind", Options: []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}})
+	}
+	for _, m := range cfg.Mounts {
+		if m.HostPath == "" || m.ContainerPath == "" {
+			return nil, fmt.Errorf("%w: mount needs host_path and container_path: %v", backends.ErrInvalid, m)
+		}
+		src := m.HostPath
+		if _, err := os.Stat(src); os.IsNotExist(err) {
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				return nil, fmt.Errorf("create mount source %q: %w", src, err)
+			}
+		}
+		if resolved, err := filepath.EvalSymlinks(src); err == nil {
+			src = resolved
+		}
+		mode := "rw"
+		if m.Readonly {
+			mode = "ro"
+		}
+		mounts = append(mounts, specs.Mount{Source: src, Destination: m.ContainerPath, Type: "bind", Options: []string{"rbind", propagation(m.Propagation), mode}})
+	}
+	opts = append(opts, oci.WithMounts(mounts), withRootPropagation(cfg.Mounts))
+
+	// Namespaces: join the pause container's.
+	if nsOpts.Network == runtime.NamespaceMode_NODE {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
+	} else {
+		opts = append(opts,
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNSPath}),
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.UTSNamespace, Path: fmt.Sprintf("/proc/%d/ns/uts", pausePid)}))
+	}
+	if nsOpts.Ipc == runtime.NamespaceMode_NODE {
+		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
+	} else {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: fmt.Sprintf("/proc/%d/ns/ipc", pausePid)}))
+	}
+	switch cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() {
+	case runtime.NamespaceMode_NODE:
+		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
+	case runtime.NamespaceMode_POD:
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.PIDNamespace, Path: fmt.Sprintf("/proc/%d/ns/pid", pausePid)}))
+	case runtime.NamespaceMode_TARGET:
+		return nil, fmt.Errorf("%w: pid namespace mode TARGET is not supported yet", backends.ErrInvalid)
+	}
+
+	// Security.
+	if sc.GetPrivileged() {
+		if !sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
+			return nil, fmt.Errorf("%w: a privileged container needs a privileged sandbox", backends.ErrInvalid)
+		}
+		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
+	} else {
+		if caps := sc.GetCapabilities(); caps != nil {
+			opts = append(opts, capsOpt(caps))
+		}
+		if len(sc.GetMaskedPaths()) > 0 {
+			opts = append(opts, oci.WithMaskedPaths(sc.GetMaskedPaths()))
+		}
+		if len(sc.GetReadonlyPaths()) > 0 {
+			opts = append(opts, oci.WithReadonlyPaths(sc.GetReadonlyPaths()))
+		}
+		sec, err := seccompOpt(sc.GetSeccomp())
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, sec)
+	}
+	for _, d := range cfg.Devices {
+		opts = append(opts, oci.WithDevices(d.HostPath, d.ContainerPath, d.Permissions))
+	}
+	if sc.GetReadonlyRootfs() {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if sc.GetNoNewPrivs() {
+		opts = append(opts, oci.WithNoNewPrivileges)
+	} else {
+		opts = append(opts, oci.WithNewPrivileges)
+	}
+	opts = append(opts, userOpts(sc, ic.User)...)
+
+	// Resources.
+	if res := cfg.GetLinux().GetResources(); res != nil {
+		opts = append(opts, withResources(res), withOOMScoreAdj(r.d.clampOOM(int(res.OomScoreAdj))))
+	}
+	ann := filterAnnotations(cfg.GetAnnotations(), r.h.ContainerAnnotations)
+	for k, v := range sandboxAnnotations(sb) {
+		ann[k] = v
+	}
+	ann[annContainerType] = "container"
+	ann[annContainerName] = cfg.GetMetadata().GetName()
+	ann[annImageName] = c.Image
+	opts = append(opts, oci.WithAnnotations(ann))
+	return opts, nil
+}
+
+// withRootPropagation makes the rootfs shared or slave when a mount needs it.
+func withRootPropagation(ms []*runtime.Mount) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		for _, m := range ms {
+			switch m.Propagation {
+			case runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+				s.Linux.RootfsPropagation = "rshared"
+			case runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+				if s.Linux.RootfsPropagation != "rshared" {
+					s.Linux.RootfsPropagation = "rslave"
+				}
+			}
+		}
+		return nil
+	}
+}
+
+func capsOpt(c *runtime.Capability) oci.SpecOpts {
+	return func(ctx context.Context, cl oci.Client, ct *containers.Container, s *oci.Spec) error {
+		norm := func(in []string) []string {
+			out := make([]string, 0, len(in))
+			for _, c := range in {
+				c = strings.ToUpper(c)
+				if c != "ALL" && !strings.HasPrefix(c, "CAP_") {
+					c = "CAP_" + c
+				}
+				out = append(out, c)
+			}
+			return out
+		}
+		add, drop := norm(c.AddCapabilities), norm(c.DropCapabilities)
+		for _, d := range drop {
+			if d == "ALL" {
+				if err := oci.WithCapabilities(nil)(ctx, cl, ct, s); err != nil {
+					return err
+				}
+			}
+		}
+		for _, a := range add {
+			if a == "ALL" {
+				if err := oci.WithAllKnownCapabilities(ctx, cl, ct, s); err != nil {
+					return err
+				}
+			}
+		}
+		var realAdd, realDrop []string
+		for _, a := range add {
+			if a != "ALL" {
+				realAdd = append(realAdd, a)
+			}
+		}
+		for _, d := range drop {
+			if d != "ALL" {
+				realDrop = append(realDrop, d)
+			}
+		}
+		if err := oci.WithAddedCapabilities(realAdd)(ctx, cl, ct, s); err != nil {
+			return err
+		}
+		return oci.WithDroppedCapabilities(realDrop)(ctx, cl, ct, s)
+	}
+}
+
+func userOpts(sc *runtime.LinuxContainerSecurityContext, imageUser string) []oci.SpecOpts {
+	var opts []oci.SpecOpts
+	userStr := ""
+	switch {
+	case sc.GetRunAsUser() != nil:
+		uid := uint32(sc.GetRunAsUser().Value)
+		opts = append(opts, oci.WithUserID(uid))
+		userStr = strconv.FormatUint(uint64(uid), 10)
+	case sc.GetRunAsUsername() != "":
+		opts = append(opts, oci.WithUsername(sc.GetRunAsUsername()))
+		userStr = sc.GetRunAsUsername()
+	case imageUser != "":
+		opts = append(opts, oci.WithUser(imageUser))
+		userStr, _, _ = strings.Cut(imageUser, ":")
+	default:
+		userStr = "0"
+	}
+	if g := sc.GetRunAsGroup(); g != nil {
+		gid := uint32(g.Value)
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Process.User.GID = gid
+			return nil
+		})
+	}
+	if sc.GetSupplementalGroupsPolicy() != runtime.SupplementalGroupsPolicy_Strict {
+		opts = append(opts, oci.WithAdditionalGIDs(userStr))
+	}
+	if groups := sc.GetSupplementalGroups(); len(groups) > 0 {
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			for _, g := range groups {
+				s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
+			}
+			return nil
+		})
+	}
+	return opts
+}
+
+func withResources(res *runtime.LinuxContainerResources) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		applyResources(s.Linux.Resources, res)
+		return nil
+	}
+}
+
+// applyResources copies CRI resources into an OCI resources block.
+func applyResources(lr *specs.LinuxResources, res *runtime.LinuxContainerResources) {
+	if lr.CPU == nil {
+		lr.CPU = &specs.LinuxCPU{}
+	}
+	if lr.Memory == nil {
+		lr.Memory = &specs.LinuxMemory{}
+	}
+	if res.CpuPeriod != 0 {
+		p := uint64(res.CpuPeriod)
+		lr.CPU.Period = &p
+	}
+	if res.CpuQuota != 0 {
+		q := res.CpuQuota
+		lr.CPU.Quota = &q
+	}
+	if res.CpuShares != 0 {
+		s := uint64(res.CpuShares)
+		lr.CPU.Shares = &s
+	}
+	if res.CpusetCpus != "" {
+		lr.CPU.Cpus = res.CpusetCpus
+	}
+	if res.CpusetMems != "" {
+		lr.CPU.Mems = res.CpusetMems
+	}
+	if res.MemoryLimitInBytes != 0 {
+		l := res.MemoryLimitInBytes
+		lr.Memory.Limit = &l
+	}
+	if res.MemorySwapLimitInBytes != 0 {
+		l := res.MemorySwapLimitInBytes
+		lr.Memory.Swap = &l
+	}
+	for _, h := range res.HugepageLimits {
+		lr.HugepageLimits = append(lr.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.PageSize, Limit: h.Limit})
+	}
+	if len(res.Unified) > 0 {
+		if lr.Unified == nil {
+			lr.Unified = map[string]string{}
+		}
+		for k, v := range res.Unified {
+			lr.Unified[k] = v
+		}
+	}
+}

@@ -1,0 +1,242 @@
+// Command crimux is one Kubernetes CRI endpoint serving several runtime
+// handlers (isolation levels) on a node.
+//
+//	crimux serve [flags]          serve the CRI on the configured socket
+//	crimux config check [--config F]  print the effective config or its errors
+//	crimux version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"k8s.io/cri-streaming/pkg/streaming"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/backends/containerd"
+	"github.com/crimux/crimux/cni"
+	"github.com/crimux/crimux/conf"
+	"github.com/crimux/crimux/image"
+	"github.com/crimux/crimux/router"
+)
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, `usage:
+  crimux serve [flags]             serve the CRI v1 API on the configured socket
+  crimux config check [flags]      print the effective configuration, or its errors
+  crimux version                   print the version
+
+flags (serve, config check):`)
+	fs := conf.Flags()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "config":
+		if len(os.Args) < 3 || os.Args[2] != "check" {
+			usage(os.Stderr)
+			os.Exit(2)
+		}
+		err = configCheck(os.Args[3:])
+	case "version", "--version":
+		fmt.Printf("crimux %s\n", router.Version)
+	case "help", "-h", "--help":
+		usage(os.Stdout)
+	default:
+		fmt.Fprintf(os.Stderr, "crimux: unknown command %q\n", os.Args[1])
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "crimux: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func load(args []string) (*conf.Config, error) {
+	fs := conf.Flags()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			usage(os.Stdout)
+			os.Exit(0)
+		}
+		return nil, err
+	}
+	return conf.Load(fs, os.Environ())
+}
+
+func configCheck(args []string) error {
+	c, err := load(args)
+	if err != nil {
+		return err
+	}
+	fmt.Print(c.TOML())
+	return nil
+}
+
+func logger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func serve(args []string) error {
+	cfg, err := load(args)
+	if err != nil {
+		return err
+	}
+	log := logger(cfg.LogLevel)
+	slog.SetDefault(log)
+	for _, d := range []string{cfg.RootDir, cfg.StateDir, filepath.Dir(cfg.Socket)} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return fmt.Errorf("create %q: %w", d, err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var rt *router.Router
+	listener := listenerFunc(func(id string, st backends.TaskState) {
+		if rt != nil {
+			rt.TaskExited(id, st)
+		}
+	})
+	drv, err := connect(ctx, cfg, listener, log)
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	snapshotters := map[string]string{"": cfg.Handlers[cfg.DefaultHandler].Snapshotter}
+	for name, h := range cfg.Handlers {
+		snapshotters[name] = h.Snapshotter
+	}
+	imgs := drv.Images()
+	imageSvc := image.New(imgs, imgs, cfg.SandboxImage, snapshotters, log)
+	netw := cni.New(cfg.CNI.BinDirs, cfg.CNI.ConfDir, filepath.Join(cfg.RootDir, "cni-cache"), cfg.CNI.Timeout)
+	rt, err = router.New(router.Options{
+		Config:  cfg,
+		Drivers: map[string]backends.Driver{drv.Name(): drv},
+		Images:  imageSvc,
+		CNI:     netw,
+		Log:     log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := rt.Recover(ctx); err != nil {
+		return err
+	}
+
+	// Streaming server: listen first so the URLs carry the real port.
+	sln, err := net.Listen("tcp", cfg.Streaming.Address)
+	if err != nil {
+		return fmt.Errorf("streaming.address %q: %w", cfg.Streaming.Address, err)
+	}
+	scfg := streaming.DefaultConfig
+	scfg.Addr = sln.Addr().String()
+	scfg.BaseURL = &url.URL{Scheme: "http", Host: sln.Addr().String()}
+	scfg.StreamIdleTimeout = cfg.Streaming.IdleTimeout
+	ss, err := streaming.NewServer(scfg, rt.StreamRuntime())
+	if err != nil {
+		return fmt.Errorf("streaming server: %w", err)
+	}
+	rt.SetStreaming(ss)
+	hs := &http.Server{Handler: ss, ReadHeaderTimeout: 30 * time.Second}
+	go func() {
+		if err := hs.Serve(sln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("streaming server", "error", err)
+		}
+	}()
+	defer hs.Close()
+
+	if err := os.Remove(cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %q: %w", cfg.Socket, err)
+	}
+	ln, err := net.Listen("unix", cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("listen on socket %q: %w", cfg.Socket, err)
+	}
+	if err := os.Chmod(cfg.Socket, 0o660); err != nil {
+		return fmt.Errorf("chmod socket: %w", err)
+	}
+	gs := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(rt.Interceptor),
+		grpc.ChainStreamInterceptor(rt.StreamInterceptor),
+		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
+	)
+	rt.Register(gs)
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(ln) }()
+	log.Info("crimux serving", "socket", cfg.Socket, "streaming", sln.Addr().String(), "containerd", cfg.Containerd.Address, "namespace", cfg.Containerd.Namespace, "handlers", cfg.HandlerNames(), "default_handler", cfg.DefaultHandler)
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		done := make(chan struct{})
+		go func() { gs.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			gs.Stop()
+		}
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("grpc server: %w", err)
+	}
+}
+
+type listenerFunc func(string, backends.TaskState)
+
+func (f listenerFunc) TaskExited(id string, st backends.TaskState) { f(id, st) }
+
+// connect waits for containerd (it may still be starting at boot) up to its timeout.
+func connect(ctx context.Context, cfg *conf.Config, l backends.Listener, log *slog.Logger) (*containerd.Driver, error) {
+	deadline := time.Now().Add(cfg.Containerd.Timeout + 20*time.Second)
+	for {
+		d, err := containerd.New(containerd.Options{
+			Address:          cfg.Containerd.Address,
+			Namespace:        cfg.Containerd.Namespace,
+			Timeout:          cfg.Containerd.Timeout,
+			StateDir:         cfg.StateDir,
+			RegistryHostsDir: cfg.RegistryHostsDir,
+			PauseBinary:      cfg.PauseBinary,
+			Handlers:         cfg.Handlers,
+			CgroupDriver:     cfg.CgroupDriver,
+			Listener:         l,
+			Log:              log,
+		})
+		if err == nil {
+			if err = d.Ready(ctx); err == nil {
+				return d, nil
+			}
+			d.Close()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("containerd.address: %w", err)
+		}
+		log.Warn("waiting for containerd", "address", cfg.Containerd.Address, "error", err)
+		time.Sleep(time.Second)
+	}
+}

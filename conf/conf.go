@@ -1,0 +1,352 @@
+// Package conf holds crimux's typed configuration: built-in defaults, loading
+// from a file, CRIMUX_* environment variables and flags with viper, and
+// validation whose errors name the key at fault.
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// DefaultConfigFile is read when no --config is given; a missing default file is not an error.
+const DefaultConfigFile = "/etc/crimux/config.toml"
+
+// Config is the whole of crimux's configuration.
+type Config struct {
+	// Socket is the unix socket the CRI gRPC server listens on.
+	Socket string `mapstructure:"socket"`
+	// RootDir holds persistent state: sandbox and container records.
+	RootDir string `mapstructure:"root_dir"`
+	// StateDir holds state that must not survive a reboot: netns mounts, IO fifos.
+	StateDir string `mapstructure:"state_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+	// DefaultHandler serves RunPodSandbox requests with an empty runtime_handler.
+	DefaultHandler string `mapstructure:"default_handler"`
+	// SandboxImage is the pause image; a built-in one is used when it can't be pulled.
+	SandboxImage string `mapstructure:"sandbox_image"`
+	// PauseBinary is the static pause program the built-in sandbox image is made of.
+	PauseBinary string `mapstructure:"pause_binary"`
+	// RegistryHostsDir holds <host>/hosts.toml files in containerd's format.
+	RegistryHostsDir string `mapstructure:"registry_hosts_dir"`
+	// CgroupDriver is cgroupfs or systemd; it is reported to the kubelet by RuntimeConfig.
+	CgroupDriver string `mapstructure:"cgroup_driver"`
+
+	Containerd Containerd         `mapstructure:"containerd"`
+	CNI        CNI                `mapstructure:"cni"`
+	Streaming  Streaming          `mapstructure:"streaming"`
+	Handlers   map[string]Handler `mapstructure:"handlers"`
+}
+
+// Containerd says where the containerd daemon is and which namespace crimux owns.
+type Containerd struct {
+	Address   string `mapstructure:"address"`
+	Namespace string `mapstructure:"namespace"`
+	// Timeout bounds the first connection.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// CNI configures the shared network layer.
+type CNI struct {
+	BinDirs []string `mapstructure:"bin_dirs"`
+	ConfDir string   `mapstructure:"conf_dir"`
+	// Timeout bounds one ADD or DEL.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// Streaming configures the Exec/Attach/PortForward HTTP server.
+type Streaming struct {
+	// Address is host:port; port 0 picks a free port.
+	Address string `mapstructure:"address"`
+	// IdleTimeout closes idle streaming connections.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+}
+
+// Handler is one runtime handler (a RuntimeClass handler name) and how to run it.
+type Handler struct {
+	// Driver is the backend driver; only "containerd" exists today.
+	Driver string `mapstructure:"driver"`
+	// RuntimeType is the containerd shim, e.g. io.containerd.runc.v2.
+	RuntimeType string `mapstructure:"runtime_type"`
+	// RuntimePath is the OCI runtime binary (name in PATH or absolute path).
+	RuntimePath string `mapstructure:"runtime_path"`
+	// RuntimeRoot is the OCI runtime's state root; empty = the shim's default.
+	RuntimeRoot string `mapstructure:"runtime_root"`
+	// SystemdCgroup makes runc use the systemd cgroup driver.
+	SystemdCgroup bool `mapstructure:"systemd_cgroup"`
+	// Snapshotter unpacks images for this handler's containers.
+	Snapshotter string `mapstructure:"snapshotter"`
+	// CNIConfDir overrides cni.conf_dir for this handler's pods.
+	CNIConfDir string `mapstructure:"cni_conf_dir"`
+	// PodAnnotations are pod annotation prefixes passed into the pause container's spec.
+	PodAnnotations []string `mapstructure:"pod_annotations"`
+	// ContainerAnnotations are container annotation prefixes passed into the spec.
+	ContainerAnnotations []string `mapstructure:"container_annotations"`
+}
+
+// Defaults returns the built-in configuration crimux runs with when no file exists.
+func Defaults() map[string]any {
+	return map[string]any{
+		"socket":                 "/run/crimux/crimux.sock",
+		"root_dir":               "/var/lib/crimux",
+		"state_dir":              "/run/crimux",
+		"log_level":              "info",
+		"default_handler":        "runc",
+		"sandbox_image":          "registry.k8s.io/pause:3.10",
+		"pause_binary":           "",
+		"registry_hosts_dir":     "/etc/crimux/certs.d",
+		"cgroup_driver":          "cgroupfs",
+		"containerd.address":     "/run/containerd/containerd.sock",
+		"containerd.namespace":   "crimux",
+		"containerd.timeout":     "10s",
+		"cni.bin_dirs":           []string{"/opt/cni/bin", "/usr/lib/cni"},
+		"cni.conf_dir":           "/etc/cni/net.d",
+		"cni.timeout":            "60s",
+		"streaming.address":      "127.0.0.1:0",
+		"streaming.idle_timeout": "4h",
+	}
+}
+
+// DefaultHandlers is the handler table used when the configuration names none.
+func DefaultHandlers() map[string]Handler {
+	return map[string]Handler{"runc": DefaultRuncHandler()}
+}
+
+// DefaultRuncHandler is the built-in runc handler.
+func DefaultRuncHandler() Handler {
+	return Handler{
+		Driver:      "containerd",
+		RuntimeType: "io.containerd.runc.v2",
+		RuntimePath: "runc",
+		Snapshotter: "overlayfs",
+	}
+}
+
+// Flags returns the command-line flags that override configuration keys.
+func Flags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("crimux", pflag.ContinueOnError)
+	fs.String("config", "", "config file (TOML or YAML); default "+DefaultConfigFile+" if it exists")
+	fs.String("socket", "", "CRI socket path (key socket)")
+	fs.String("root-dir", "", "persistent state directory (key root_dir)")
+	fs.String("state-dir", "", "volatile state directory (key state_dir)")
+	fs.String("log-level", "", "debug|info|warn|error (key log_level)")
+	fs.String("containerd-address", "", "containerd socket (key containerd.address)")
+	fs.String("containerd-namespace", "", "containerd namespace (key containerd.namespace)")
+	fs.String("default-handler", "", "handler for an empty runtime_handler (key default_handler)")
+	fs.String("streaming-address", "", "host:port of the streaming server (key streaming.address)")
+	return fs
+}
+
+// defaultFile is DefaultConfigFile; tests point it elsewhere.
+var defaultFile = DefaultConfigFile
+
+var flagKeys = map[string]string{
+	"socket":               "socket",
+	"root-dir":             "root_dir",
+	"state-dir":            "state_dir",
+	"log-level":            "log_level",
+	"containerd-address":   "containerd.address",
+	"containerd-namespace": "containerd.namespace",
+	"default-handler":      "default_handler",
+	"streaming-address":    "streaming.address",
+}
+
+// Load reads the configuration: defaults, then the file, then CRIMUX_* variables,
+// then flags that were set. It validates the result. fs may be nil.
+func Load(fs *pflag.FlagSet, environ []string) (*Config, error) {
+	v := viper.New()
+	for k, val := range Defaults() {
+		v.SetDefault(k, val)
+	}
+	file := ""
+	if fs != nil {
+		file, _ = fs.GetString("config")
+	}
+	explicit := file != ""
+	if !explicit {
+		file = defaultFile
+	}
+	if _, err := os.Stat(file); err == nil {
+		v.SetConfigFile(file)
+		switch strings.ToLower(filepath.Ext(file)) {
+		case ".yaml", ".yml":
+			v.SetConfigType("yaml")
+		default:
+			v.SetConfigType("toml")
+		}
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("read config file %q: %w", file, err)
+		}
+	} else if explicit {
+		return nil, fmt.Errorf("read config file %q: %w", file, err)
+	}
+	if err := applyEnv(v, environ); err != nil {
+		return nil, err
+	}
+	if fs != nil {
+		for flag, key := range flagKeys {
+			if f := fs.Lookup(flag); f != nil && f.Changed {
+				v.Set(key, f.Value.String())
+			}
+		}
+	}
+	var c Config
+	dec := func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		)
+	}
+	if err := v.Unmarshal(&c, dec); err != nil {
+		return nil, fmt.Errorf("config: %s", cleanDecodeError(err))
+	}
+	if len(c.Handlers) == 0 {
+		c.Handlers = DefaultHandlers()
+	}
+	for name, h := range c.Handlers {
+		c.Handlers[name] = h.withDefaults()
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// applyEnv maps CRIMUX_A_B=value onto key a.b (or a_b when that key exists).
+// Unknown variables are errors: a typo must not be silently ignored.
+func applyEnv(v *viper.Viper, environ []string) error {
+	known := map[string]string{}
+	for k := range Defaults() {
+		known["CRIMUX_"+strings.ToUpper(strings.NewReplacer(".", "_").Replace(k))] = k
+	}
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "CRIMUX_") {
+			continue
+		}
+		key, ok := known[name]
+		if !ok {
+			// Test and tooling variables share the prefix; only reject ones that look like keys.
+			if strings.HasPrefix(name, "CRIMUX_TEST_") {
+				continue
+			}
+			return fmt.Errorf("environment variable %s: no such configuration key", name)
+		}
+		if _, isList := Defaults()[key].([]string); isList {
+			v.Set(key, strings.Split(val, ","))
+			continue
+		}
+		v.Set(key, val)
+	}
+	return nil
+}
+
+func cleanDecodeError(err error) string {
+	s := err.Error()
+	s = strings.ReplaceAll(s, "decoding failed due to the following error(s):\n\n", "")
+	s = strings.ReplaceAll(s, "has invalid keys", "has unknown keys")
+	return s
+}
+
+func (h Handler) withDefaults() Handler {
+	if h.Driver == "" {
+		h.Driver = "containerd"
+	}
+	if h.RuntimeType == "" {
+		h.RuntimeType = "io.containerd.runc.v2"
+	}
+	if h.RuntimePath == "" && h.RuntimeType == "io.containerd.runc.v2" {
+		h.RuntimePath = "runc"
+	}
+	if h.Snapshotter == "" {
+		h.Snapshotter = "overlayfs"
+	}
+	return h
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// IsDNSLabel reports whether s is an RFC 1123 label, which RuntimeClass handlers must be.
+func IsDNSLabel(s string) bool { return dnsLabel.MatchString(s) }
+
+// Validate checks the configuration; each error names its key.
+func (c *Config) Validate() error {
+	var errs []error
+	need := func(key, val string) {
+		if val == "" {
+			errs = append(errs, fmt.Errorf("%s: must not be empty", key))
+		}
+	}
+	absolute := func(key, val string) {
+		if val != "" && !filepath.IsAbs(val) {
+			errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", key, val))
+		}
+	}
+	need("socket", c.Socket)
+	absolute("socket", c.Socket)
+	need("root_dir", c.RootDir)
+	absolute("root_dir", c.RootDir)
+	need("state_dir", c.StateDir)
+	absolute("state_dir", c.StateDir)
+	absolute("registry_hosts_dir", c.RegistryHostsDir)
+	absolute("cni.conf_dir", c.CNI.ConfDir)
+	need("containerd.address", c.Containerd.Address)
+	need("containerd.namespace", c.Containerd.Namespace)
+	need("sandbox_image", c.SandboxImage)
+	if c.Containerd.Namespace == "k8s.io" {
+		errs = append(errs, errors.New("containerd.namespace: k8s.io belongs to containerd's built-in CRI plugin; use a namespace of crimux's own"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	switch c.CgroupDriver {
+	case "cgroupfs", "systemd":
+	default:
+		errs = append(errs, fmt.Errorf("cgroup_driver: %q is not one of cgroupfs, systemd", c.CgroupDriver))
+	}
+	names := c.HandlerNames()
+	for _, name := range names {
+		h := c.Handlers[name]
+		key := "handlers." + name
+		if !IsDNSLabel(name) {
+			errs = append(errs, fmt.Errorf("%s: handler name %q is not a DNS label (lower-case letters, digits and '-', at most 63)", key, name))
+		}
+		if h.Driver != "containerd" {
+			errs = append(errs, fmt.Errorf("%s.driver: unknown driver %q (known: containerd)", key, h.Driver))
+		}
+		if h.RuntimePath != "" {
+			if _, err := exec.LookPath(h.RuntimePath); err != nil {
+				errs = append(errs, fmt.Errorf("%s.runtime_path: runtime binary %q not found: %v", key, h.RuntimePath, errors.Unwrap(err)))
+			}
+		}
+		absolute(key+".cni_conf_dir", h.CNIConfDir)
+	}
+	if _, ok := c.Handlers[c.DefaultHandler]; !ok {
+		errs = append(errs, fmt.Errorf("default_handler: %q is not a configured handler (configured: %s)", c.DefaultHandler, strings.Join(names, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+// HandlerNames returns the configured handler names, sorted.
+func (c *Config) HandlerNames() []string {
+	names := make([]string, 0, len(c.Handlers))
+	for n := range c.Handlers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

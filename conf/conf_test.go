@@ -1,0 +1,147 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func load(t *testing.T, file string, env []string, args ...string) (*Config, error) {
+	t.Helper()
+	fs := Flags()
+	if file != "" {
+		args = append(args, "--config", file)
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return Load(fs, env)
+}
+
+// The runtime binary must exist for validation; "true" does on any machine.
+const okBinary = "true"
+
+func TestLoad(t *testing.T) {
+	defaultFile = "/nonexistent/default.toml"
+	for _, tc := range []struct {
+		desc    string
+		name    string
+		body    string
+		env     []string
+		args    []string
+		wantErr string
+		check   func(*testing.T, *Config)
+	}{
+		{
+			desc: "built-in defaults with no file",
+			check: func(t *testing.T, c *Config) {
+				if c.Socket != "/run/crimux/crimux.sock" || c.Containerd.Namespace != "crimux" || c.DefaultHandler != "runc" {
+					t.Errorf("unexpected defaults: %+v", c)
+				}
+				if _, ok := c.Handlers["runc"]; !ok {
+					t.Errorf("no runc handler: %+v", c.Handlers)
+				}
+			},
+		},
+		{
+			desc: "toml file, env and flag precedence",
+			name: "c.toml",
+			body: "socket = \"/tmp/file.sock\"\nlog_level = \"debug\"\n[containerd]\nnamespace = \"fromfile\"\n[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n",
+			env:  []string{"CRIMUX_CONTAINERD_NAMESPACE=fromenv", "CRIMUX_CNI_BIN_DIRS=/a,/b", "PATH=" + os.Getenv("PATH")},
+			args: []string{"--socket", "/tmp/flag.sock"},
+			check: func(t *testing.T, c *Config) {
+				if c.Socket != "/tmp/flag.sock" {
+					t.Errorf("flag did not win: %s", c.Socket)
+				}
+				if c.Containerd.Namespace != "fromenv" {
+					t.Errorf("env did not win: %s", c.Containerd.Namespace)
+				}
+				if c.LogLevel != "debug" {
+					t.Errorf("file ignored: %s", c.LogLevel)
+				}
+				if strings.Join(c.CNI.BinDirs, ":") != "/a:/b" {
+					t.Errorf("list from env: %v", c.CNI.BinDirs)
+				}
+				if c.Handlers["runc"].RuntimeType != "io.containerd.runc.v2" {
+					t.Errorf("handler defaults not applied: %+v", c.Handlers["runc"])
+				}
+			},
+		},
+		{
+			desc: "yaml file",
+			name: "c.yaml",
+			body: "default_handler: fast\nhandlers:\n  fast:\n    runtime_path: \"" + okBinary + "\"\n",
+			check: func(t *testing.T, c *Config) {
+				if c.DefaultHandler != "fast" || c.Handlers["fast"].Snapshotter != "overlayfs" {
+					t.Errorf("yaml not applied: %+v", c)
+				}
+			},
+		},
+		{desc: "unknown top-level key", name: "c.toml", body: "sockett = \"/x\"\n", wantErr: "sockett"},
+		{desc: "unknown handler key", name: "c.toml", body: "[handlers.runc]\nruntime_pth = \"runc\"\n", wantErr: "runtime_pth"},
+		{desc: "handler name not a DNS label", name: "c.toml", body: "default_handler = \"a_b\"\n[handlers.a_b]\nruntime_path = \"" + okBinary + "\"\n", wantErr: "handlers.a_b: handler name \"a_b\" is not a DNS label"},
+		{desc: "default handler not configured", name: "c.toml", body: "default_handler = \"kata\"\n[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n", wantErr: "default_handler: \"kata\" is not a configured handler (configured: runc)"},
+		{desc: "missing runtime binary", name: "c.toml", body: "[handlers.runc]\nruntime_path = \"/nonexistent/runc\"\n", wantErr: "handlers.runc.runtime_path: runtime binary \"/nonexistent/runc\" not found"},
+		{desc: "unknown driver", name: "c.toml", body: "[handlers.runc]\ndriver = \"docker\"\nruntime_path = \"" + okBinary + "\"\n", wantErr: "handlers.runc.driver: unknown driver \"docker\""},
+		{desc: "k8s.io namespace refused", name: "c.toml", body: "[containerd]\nnamespace = \"k8s.io\"\n[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n", wantErr: "containerd.namespace"},
+		{desc: "bad log level", name: "c.toml", body: "log_level = \"loud\"\n[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n", wantErr: "log_level: \"loud\""},
+		{desc: "relative socket", args: []string{"--socket", "x.sock"}, wantErr: "socket: \"x.sock\" is not an absolute path"},
+		{desc: "unknown env variable", env: []string{"CRIMUX_SOKET=/x"}, wantErr: "CRIMUX_SOKET"},
+		{desc: "malformed toml", name: "c.toml", body: "socket = \n", wantErr: "read config file"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			file := ""
+			if tc.name != "" {
+				file = writeFile(t, tc.name, tc.body)
+			}
+			c, err := load(t, file, tc.env, tc.args...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				// The default runc handler needs runc in PATH; skip only that case.
+				if strings.Contains(err.Error(), "handlers.runc.runtime_path") && tc.name == "" {
+					t.Skipf("runc not installed: %v", err)
+				}
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestMissingExplicitFile(t *testing.T) {
+	_, err := load(t, "/nonexistent/crimux.toml", nil)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/crimux.toml") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestTOMLRoundTrip(t *testing.T) {
+	defaultFile = "/nonexistent/default.toml"
+	body := "[handlers.runc]\nruntime_path = \"" + okBinary + "\"\npod_annotations = [\"io.x/\"]\n"
+	c, err := load(t, writeFile(t, "c.toml", body), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := load(t, writeFile(t, "again.toml", c.TOML()), nil)
+	if err != nil {
+		t.Fatalf("reload of dumped config: %v\n%s", err, c.TOML())
+	}
+	if again.TOML() != c.TOML() {
+		t.Fatalf("round trip differs:\n%s\n---\n%s", c.TOML(), again.TOML())
+	}
+}

@@ -1,0 +1,280 @@
+// Package image is crimux's one image service: CRI ImageService semantics
+// (pull, list, status, remove, fs info, the pinned sandbox image) over a small
+// Store interface that a driver implements. Every handler shares it; a
+// handler only changes which snapshotter unpacks an image.
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/distribution/reference"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// ErrNotFound is returned for an image the store does not have.
+var ErrNotFound = errors.New("image not found")
+
+// ErrInvalid is returned for a malformed image reference.
+var ErrInvalid = errors.New("invalid image reference")
+
+// Image is one image (one config digest) with every name it has.
+type Image struct {
+	// ID is the config digest, sha256:...
+	ID          string
+	RepoTags    []string
+	RepoDigests []string
+	Size        uint64
+	// User is the image config's user, as written there.
+	User        string
+	Annotations map[string]string
+}
+
+// Auth is the credential a pull request carries.
+type Auth struct {
+	Username      string
+	Password      string
+	IdentityToken string
+}
+
+// Store is what the image service needs from a driver.
+type Store interface {
+	// Pull fetches ref (a normalized name) and unpacks it with snapshotter,
+	// then returns the image.
+	Pull(ctx context.Context, ref string, auth *Auth, snapshotter string) (Image, error)
+	// List returns every image, one entry per ID.
+	List(ctx context.Context) ([]Image, error)
+	// Get finds an image by normalized name or by ID.
+	Get(ctx context.Context, ref string) (Image, error)
+	// Remove deletes every name of the image with this ID.
+	Remove(ctx context.Context, id string) error
+	// FsInfo reports the filesystems images live on.
+	FsInfo(ctx context.Context) ([]*runtime.FilesystemUsage, error)
+}
+
+// Builtin provides the built-in sandbox image when the configured one can't be pulled.
+type Builtin interface {
+	// ImportPause makes the built-in pause image available and returns its name.
+	ImportPause(ctx context.Context) (string, error)
+}
+
+// Service implements the CRI image semantics.
+type Service struct {
+	store        Store
+	builtin      Builtin
+	sandboxImage string
+	// snapshotters maps handler → snapshotter; "" is the default handler's.
+	snapshotters map[string]string
+	log          *slog.Logger
+
+	mu      sync.Mutex // guards sandboxRef and pinned
+	sandbox string     // the sandbox image reference in use
+	pinned  map[string]bool
+}
+
+// New returns the image service. snapshotters maps each handler to its
+// snapshotter; the entry for "" is used for requests that name no handler.
+func New(store Store, builtin Builtin, sandboxImage string, snapshotters map[string]string, log *slog.Logger) *Service {
+	return &Service{store: store, builtin: builtin, sandboxImage: sandboxImage, snapshotters: snapshotters, log: log, pinned: map[string]bool{}}
+}
+
+// Normalize turns a user's reference into the full name the store uses
+// (busybox → docker.io/library/busybox:latest). An image ID stays as it is.
+func Normalize(ref string) (string, error) {
+	if ref == "" {
+		return "", fmt.Errorf("%w: empty reference", ErrInvalid)
+	}
+	if isID(ref) {
+		if !strings.HasPrefix(ref, "sha256:") {
+			ref = "sha256:" + ref
+		}
+		return ref, nil
+	}
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrInvalid, ref, err)
+	}
+	return named.String(), nil
+}
+
+func isID(ref string) bool {
+	s := strings.TrimPrefix(ref, "sha256:")
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Snapshotter returns the snapshotter for handler.
+func (s *Service) Snapshotter(handler string) string {
+	if sn, ok := s.snapshotters[handler]; ok {
+		return sn
+	}
+	return s.snapshotters[""]
+}
+
+// Pull pulls an image for the handler named in spec (or the default one).
+func (s *Service) Pull(ctx context.Context, spec *runtime.ImageSpec, auth *runtime.AuthConfig) (string, error) {
+	if spec == nil || spec.Image == "" {
+		return "", fmt.Errorf("%w: image spec is empty", ErrInvalid)
+	}
+	ref, err := Normalize(spec.Image)
+	if err != nil {
+		return "", err
+	}
+	img, err := s.store.Pull(ctx, ref, toAuth(auth), s.Snapshotter(spec.RuntimeHandler))
+	if err != nil {
+		return "", err
+	}
+	return img.ID, nil
+}
+
+func toAuth(a *runtime.AuthConfig) *Auth {
+	if a == nil {
+		return nil
+	}
+	out := &Auth{Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken}
+	if a.Auth != "" && out.Username == "" {
+		if u, p, ok := decodeAuth(a.Auth); ok {
+			out.Username, out.Password = u, p
+		}
+	}
+	return out
+}
+
+// Status returns the image or ErrNotFound.
+func (s *Service) Status(ctx context.Context, spec *runtime.ImageSpec) (Image, error) {
+	if spec == nil || spec.Image == "" {
+		return Image{}, fmt.Errorf("%w: image spec is empty", ErrInvalid)
+	}
+	ref, err := Normalize(spec.Image)
+	if err != nil {
+		return Image{}, err
+	}
+	return s.store.Get(ctx, ref)
+}
+
+// List returns all images, optionally filtered by a reference.
+func (s *Service) List(ctx context.Context, filter *runtime.ImageFilter) ([]Image, error) {
+	if filter != nil && filter.Image != nil && filter.Image.Image != "" {
+		img, err := s.Status(ctx, filter.Image)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []Image{img}, nil
+	}
+	return s.store.List(ctx)
+}
+
+// Remove deletes an image; a missing image is not an error.
+func (s *Service) Remove(ctx context.Context, spec *runtime.ImageSpec) error {
+	img, err := s.Status(ctx, spec)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.store.Remove(ctx, img.ID)
+}
+
+// FsInfo reports image filesystem usage.
+func (s *Service) FsInfo(ctx context.Context) ([]*runtime.FilesystemUsage, error) {
+	return s.store.FsInfo(ctx)
+}
+
+// Pinned reports whether the image with this ID is the sandbox image.
+func (s *Service) Pinned(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pinned[id]
+}
+
+// SandboxImage makes sure a sandbox image is present for handler and returns
+// its reference: the configured one if it is there or can be pulled, else the
+// built-in pause image. The image it returns is pinned.
+func (s *Service) SandboxImage(ctx context.Context, handler string) (string, error) {
+	ref, err := Normalize(s.sandboxImage)
+	if err != nil {
+		return "", fmt.Errorf("sandbox_image: %w", err)
+	}
+	img, err := s.store.Get(ctx, ref)
+	if err != nil {
+		img, err = s.store.Pull(ctx, ref, nil, s.Snapshotter(handler))
+	}
+	if err == nil {
+		s.pin(img.ID, ref)
+		return ref, nil
+	}
+	if s.builtin == nil {
+		return "", fmt.Errorf("sandbox image %q: %w", ref, err)
+	}
+	s.log.Warn("sandbox image unavailable; using the built-in pause image", "image", ref, "error", err)
+	name, berr := s.builtin.ImportPause(ctx)
+	if berr != nil {
+		return "", fmt.Errorf("sandbox image %q: %w; built-in pause image: %w", ref, err, berr)
+	}
+	bimg, berr := s.store.Get(ctx, name)
+	if berr != nil {
+		return "", fmt.Errorf("built-in pause image %q: %w", name, berr)
+	}
+	s.pin(bimg.ID, name)
+	return name, nil
+}
+
+func (s *Service) pin(id, ref string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pinned[id] = true
+	s.sandbox = ref
+}
+
+// ToCRI converts an image for the CRI answers.
+func (s *Service) ToCRI(img Image) *runtime.Image {
+	out := &runtime.Image{
+		Id:          img.ID,
+		RepoTags:    img.RepoTags,
+		RepoDigests: img.RepoDigests,
+		Size:        img.Size,
+		Pinned:      s.Pinned(img.ID),
+		Spec:        &runtime.ImageSpec{Image: img.ID, Annotations: img.Annotations},
+	}
+	user := img.User
+	if i := strings.IndexByte(user, ':'); i >= 0 {
+		user = user[:i]
+	}
+	if user != "" {
+		if uid, ok := parseUint(user); ok {
+			out.Uid = &runtime.Int64Value{Value: uid}
+		} else {
+			out.Username = user
+		}
+	}
+	return out
+}
+
+func parseUint(s string) (int64, bool) {
+	var n int64
+	if s == "" {
+		return 0, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}

@@ -1,0 +1,92 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/image"
+	"github.com/crimux/crimux/sandbox"
+)
+
+func containerName(c *runtime.ContainerMetadata, s *runtime.PodSandboxMetadata) string {
+	return fmt.Sprintf("%s_%s_%s_%s_%d", c.Name, s.Name, s.Namespace, s.Uid, c.Attempt)
+}
+
+// CreateContainer creates a container in a ready sandbox.
+func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContainerRequest) (*runtime.CreateContainerResponse, error) {
+	cfg := req.GetConfig()
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: container config is nil", errInvalid)
+	}
+	if cfg.Metadata == nil || cfg.Metadata.Name == "" {
+		return nil, fmt.Errorf("%w: container config has no metadata name", errInvalid)
+	}
+	if cfg.Image == nil || cfg.Image.Image == "" {
+		return nil, fmt.Errorf("%w: container config has no image", errInvalid)
+	}
+	sb, err := r.sandboxes.Get(req.PodSandboxId)
+	if err != nil {
+		return nil, fmt.Errorf("pod sandbox %q: %w", req.PodSandboxId, err)
+	}
+	if st := sb.Status(); st.State != runtime.PodSandboxState_SANDBOX_READY {
+		return nil, fmt.Errorf("%w: pod sandbox %s is not ready", backends.ErrPrecondition, sb.ID)
+	}
+	rt := r.runtimeOf(sb)
+	name := containerName(cfg.Metadata, sb.Config.Metadata)
+	id := newID()
+	if err := r.containerNames.Reserve(name, id); err != nil {
+		return nil, fmt.Errorf("create container %q: %w", name, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			r.containerNames.Release(name, id)
+		}
+	}()
+	img, err := r.images.Status(ctx, cfg.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %q of container %q: %w", cfg.Image.Image, cfg.Metadata.Name, err)
+	}
+	imgName := imageName(cfg.Image.Image, img)
+	logPath := ""
+	if sb.Config.LogDirectory != "" && cfg.LogPath != "" {
+		logPath = filepath.Join(sb.Config.LogDirectory, cfg.LogPath)
+	}
+	bc := backends.Container{ID: id, Sandbox: r.backendSandbox(sb), Config: cfg, Image: imgName, ImageID: img.ID, LogPath: logPath}
+	if err := rt.CreateContainer(ctx, bc); err != nil {
+		return nil, fmt.Errorf("create container %q in pod %s: %w", name, sb.ID, err)
+	}
+	c := sandbox.NewContainer(sandbox.ContainerMetadata{
+		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
+		ImageRef: img.ID, ImageName: imgName, LogPath: logPath, CreatedAt: time.Now().UnixNano(),
+	}, sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_CREATED})
+	if err := r.ckpt.SaveContainer(c); err != nil {
+		if rerr := rt.RemoveContainer(context.Background(), id); rerr != nil {
+			r.log.Error("roll back container", "id", id, "error", rerr)
+		}
+		return nil, err
+	}
+	r.containers.Add(id, c)
+	ok = true
+	return &runtime.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// imageName picks the store name to create a container from: the
+// normalized reference the user gave, or a name of the image when they gave its ID.
+func imageName(ref string, img image.Image) string {
+	if n, err := image.Normalize(ref); err == nil && n != img.ID {
+		return n
+	}
+	if len(img.RepoTags) > 0 {
+		return img.RepoTags[0]
+	}
+	if len(img.RepoDigests) > 0 {
+		return img.RepoDigests[0]
+	}
+	return img.ID
+}

@@ -1,0 +1,66 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/sandbox"
+)
+
+// StartContainer starts a created container.
+func (r *Router) StartContainer(ctx context.Context, req *runtime.StartContainerRequest) (*runtime.StartContainerResponse, error) {
+	c, err := r.containers.Get(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := r.sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return nil, fmt.Errorf("pod sandbox of container %s: %w", c.ID, err)
+	}
+	if err := c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
+		if s.State != runtime.ContainerState_CONTAINER_CREATED || s.Starting {
+			return s, fmt.Errorf("%w: container %s is %s, not CREATED", backends.ErrPrecondition, c.ID, s.State)
+		}
+		s.Starting = true
+		return s, nil
+	}); err != nil {
+		return nil, err
+	}
+	if sb.Status().State != runtime.PodSandboxState_SANDBOX_READY {
+		_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) { s.Starting = false; return s, nil })
+		return nil, fmt.Errorf("%w: pod sandbox %s is not ready", backends.ErrPrecondition, sb.ID)
+	}
+	ts, err := r.runtimeOf(sb).StartContainer(ctx, c.ID)
+	if err != nil {
+		_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
+			s.Starting = false
+			s.State = runtime.ContainerState_CONTAINER_EXITED
+			now := time.Now().UnixNano()
+			s.StartedAt, s.FinishedAt = now, now
+			s.ExitCode = 128
+			s.Reason = "StartError"
+			s.Message = err.Error()
+			return s, nil
+		})
+		r.saveContainer(c)
+		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
+		s.Starting = false
+		if s.State == runtime.ContainerState_CONTAINER_CREATED {
+			s.State = runtime.ContainerState_CONTAINER_RUNNING
+			s.Pid = ts.Pid
+		}
+		s.StartedAt = time.Now().UnixNano()
+		if s.FinishedAt != 0 && s.FinishedAt < s.StartedAt {
+			s.StartedAt = s.FinishedAt
+		}
+		return s, nil
+	})
+	r.saveContainer(c)
+	return &runtime.StartContainerResponse{}, nil
+}

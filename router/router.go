@@ -1,0 +1,382 @@
+// Package router is crimux's CRI front: it implements every RPC of the CRI
+// RuntimeService and ImageService, resolves the runtime handler of each pod,
+// owns IDs, names and the sandbox/container stores, and maps internal errors
+// to gRPC codes in one interceptor. It never talks to containerd directly.
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/cni"
+	"github.com/crimux/crimux/conf"
+	"github.com/crimux/crimux/image"
+	"github.com/crimux/crimux/sandbox"
+)
+
+// Version is crimux's version, set at build time.
+var Version = "0.1.0-dev"
+
+// Router serves the CRI.
+type Router struct {
+	runtime.UnimplementedRuntimeServiceServer
+	runtime.UnimplementedImageServiceServer
+
+	cfg      *conf.Config
+	drivers  map[string]backends.Driver
+	runtimes map[string]backends.Runtime // configured handlers
+	images   *image.Service
+	cni      *cni.Manager
+	stream   streaming.Server
+	log      *slog.Logger
+
+	sandboxes      *sandbox.Store[*sandbox.Sandbox]
+	containers     *sandbox.Store[*sandbox.Container]
+	sandboxNames   *sandbox.Registrar
+	containerNames *sandbox.Registrar
+	ckpt           *sandbox.Checkpoint
+}
+
+var (
+	_ runtime.RuntimeServiceServer = (*Router)(nil)
+	_ runtime.ImageServiceServer   = (*Router)(nil)
+	_ backends.Listener            = (*Router)(nil)
+)
+
+// Options are what the router is built from; cmd/crimux wires them.
+type Options struct {
+	Config  *conf.Config
+	Drivers map[string]backends.Driver
+	Images  *image.Service
+	CNI     *cni.Manager
+	Log     *slog.Logger
+}
+
+// New returns a router. Call SetStreaming and Recover before serving.
+func New(o Options) (*Router, error) {
+	ck, err := sandbox.NewCheckpoint(o.Config.RootDir)
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{
+		cfg:            o.Config,
+		drivers:        o.Drivers,
+		runtimes:       map[string]backends.Runtime{},
+		images:         o.Images,
+		cni:            o.CNI,
+		log:            o.Log,
+		sandboxes:      sandbox.NewStore[*sandbox.Sandbox](),
+		containers:     sandbox.NewStore[*sandbox.Container](),
+		sandboxNames:   sandbox.NewRegistrar(),
+		containerNames: sandbox.NewRegistrar(),
+		ckpt:           ck,
+	}
+	for name, h := range o.Config.Handlers {
+		d, ok := o.Drivers[h.Driver]
+		if !ok {
+			return nil, fmt.Errorf("handlers.%s.driver: driver %q is not running", name, h.Driver)
+		}
+		r.runtimes[name] = d.Runtime(name)
+	}
+	return r, nil
+}
+
+// SetStreaming sets the streaming server Exec/Attach/PortForward URLs come from.
+func (r *Router) SetStreaming(s streaming.Server) { r.stream = s }
+
+// Register adds the CRI services to a gRPC server.
+func (r *Router) Register(s *grpc.Server) {
+	runtime.RegisterRuntimeServiceServer(s, r)
+	runtime.RegisterImageServiceServer(s, r)
+}
+
+// resolveHandler maps a RunPodSandbox runtime_handler to its name and runtime.
+func (r *Router) resolveHandler(h string) (string, backends.Runtime, error) {
+	if h == "" {
+		h = r.cfg.DefaultHandler
+	}
+	rt, ok := r.runtimes[h]
+	if !ok {
+		return "", nil, fmt.Errorf("%w: unknown runtime handler %q (configured: %s)", errInvalid, h, strings.Join(r.cfg.HandlerNames(), ", "))
+	}
+	return h, rt, nil
+}
+
+// runtimeOf returns the runtime a sandbox was bound to, even when the handler
+// is no longer configured (so its pods can still be stopped and removed).
+func (r *Router) runtimeOf(sb *sandbox.Sandbox) backends.Runtime {
+	if rt, ok := r.runtimes[sb.Handler]; ok {
+		return rt
+	}
+	for _, d := range r.drivers {
+		return d.Runtime(sb.Handler)
+	}
+	return nil
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func (r *Router) podDir(id string) string { return filepath.Join(r.cfg.StateDir, "pods", id) }
+
+func (r *Router) netnsDir() string { return filepath.Join(r.cfg.StateDir, "netns") }
+
+func (r *Router) backendSandbox(sb *sandbox.Sandbox) backends.Sandbox {
+	return backends.Sandbox{ID: sb.ID, Handler: sb.Handler, Config: sb.Config, NetNSPath: sb.NetNSPath, Image: sb.Image, Dir: r.podDir(sb.ID)}
+}
+
+func (r *Router) saveSandbox(sb *sandbox.Sandbox) {
+	if err := r.ckpt.SaveSandbox(sb); err != nil {
+		r.log.Error("checkpoint sandbox", "id", sb.ID, "error", err)
+	}
+}
+
+func (r *Router) saveContainer(c *sandbox.Container) {
+	if err := r.ckpt.SaveContainer(c); err != nil {
+		r.log.Error("checkpoint container", "id", c.ID, "error", err)
+	}
+}
+
+// TaskExited implements backends.Listener.
+func (r *Router) TaskExited(id string, st backends.TaskState) {
+	if c, err := r.containers.Get(id); err == nil && c.ID == id {
+		if c.Exited(st.ExitCode, st.ExitedAt, st.Reason) {
+			r.saveContainer(c)
+		}
+		return
+	}
+	if sb, err := r.sandboxes.Get(id); err == nil && sb.ID == id {
+		_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
+			s.State = runtime.PodSandboxState_SANDBOX_NOTREADY
+			s.Pid = 0
+			return s, nil
+		})
+		r.saveSandbox(sb)
+	}
+}
+
+// Recover loads the records of a previous run and asks each backend what
+// became of their processes while crimux was down.
+func (r *Router) Recover(ctx context.Context) error {
+	sbs, cts, errs := r.ckpt.Load()
+	for _, err := range errs {
+		r.log.Warn("skip unreadable record", "error", err)
+	}
+	byHandler := map[string][]*sandbox.Sandbox{}
+	for _, sb := range sbs {
+		r.sandboxes.Add(sb.ID, sb)
+		_ = r.sandboxNames.Reserve(sb.Name, sb.ID)
+		byHandler[sb.Handler] = append(byHandler[sb.Handler], sb)
+	}
+	ctByHandler := map[string][]*sandbox.Container{}
+	for _, c := range cts {
+		r.containers.Add(c.ID, c)
+		_ = r.containerNames.Reserve(c.Name, c.ID)
+		h := ""
+		if sb, err := r.sandboxes.Get(c.SandboxID); err == nil {
+			h = sb.Handler
+		}
+		ctByHandler[h] = append(ctByHandler[h], c)
+	}
+	handlers := map[string]bool{}
+	for h := range byHandler {
+		handlers[h] = true
+	}
+	for h := range ctByHandler {
+		handlers[h] = true
+	}
+	for h := range handlers {
+		rt := r.runtimeOf(&sandbox.Sandbox{Metadata: sandbox.Metadata{Handler: h}})
+		rec, ok := rt.(backends.Recoverer)
+		if !ok {
+			continue
+		}
+		var bs []backends.Sandbox
+		for _, sb := range byHandler[h] {
+			if sb.Status().State == runtime.PodSandboxState_SANDBOX_READY {
+				bs = append(bs, r.backendSandbox(sb))
+			}
+		}
+		var bc []backends.Container
+		for _, c := range ctByHandler[h] {
+			if st := c.Status().State; st == runtime.ContainerState_CONTAINER_RUNNING || st == runtime.ContainerState_CONTAINER_CREATED {
+				bc = append(bc, backends.Container{ID: c.ID})
+			}
+		}
+		states := rec.Recover(ctx, bs, bc)
+		for _, sb := range byHandler[h] {
+			st, ok := states[sb.ID]
+			if !ok || st.State == runtime.ContainerState_CONTAINER_RUNNING {
+				continue
+			}
+			_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
+				s.State = runtime.PodSandboxState_SANDBOX_NOTREADY
+				return s, nil
+			})
+			r.saveSandbox(sb)
+		}
+		for _, c := range ctByHandler[h] {
+			st, ok := states[c.ID]
+			if !ok {
+				continue
+			}
+			switch st.State {
+			case runtime.ContainerState_CONTAINER_EXITED:
+				c.Exited(st.ExitCode, st.ExitedAt, st.Reason)
+				r.saveContainer(c)
+			case runtime.ContainerState_CONTAINER_UNKNOWN:
+				_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
+					s.State = runtime.ContainerState_CONTAINER_UNKNOWN
+					s.Message = st.Reason
+					return s, nil
+				})
+			}
+		}
+	}
+	r.log.Info("recovered state", "sandboxes", len(sbs), "containers", len(cts))
+	return nil
+}
+
+// Internal error kinds of the router itself; backends and stores have their own.
+var (
+	errInvalid      = errors.New("invalid argument")
+	errNotFound     = errors.New("not found")
+	errPrecondition = backends.ErrPrecondition
+)
+
+// toStatus maps an internal error to a gRPC status, once, at the boundary.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Unknown
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, backends.ErrDeadline):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, errNotFound), errors.Is(err, sandbox.ErrNotFound), errors.Is(err, backends.ErrNotFound), errors.Is(err, image.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, errInvalid), errors.Is(err, backends.ErrInvalid), errors.Is(err, image.ErrInvalid), errors.Is(err, sandbox.ErrAmbiguous):
+		code = codes.InvalidArgument
+	case errors.Is(err, sandbox.ErrNameTaken):
+		code = codes.AlreadyExists
+	case errors.Is(err, backends.ErrPrecondition):
+		code = codes.FailedPrecondition
+	case errors.Is(err, backends.ErrUnsupported):
+		code = codes.Unimplemented
+	}
+	return status.Error(code, err.Error())
+}
+
+// quiet RPCs are polled by the kubelet; they are logged at debug level.
+var quiet = map[string]bool{
+	"/runtime.v1.RuntimeService/Version":             true,
+	"/runtime.v1.RuntimeService/Status":              true,
+	"/runtime.v1.RuntimeService/ListPodSandbox":      true,
+	"/runtime.v1.RuntimeService/ListContainers":      true,
+	"/runtime.v1.RuntimeService/PodSandboxStatus":    true,
+	"/runtime.v1.RuntimeService/ContainerStatus":     true,
+	"/runtime.v1.RuntimeService/ListContainerStats":  true,
+	"/runtime.v1.RuntimeService/ListPodSandboxStats": true,
+	"/runtime.v1.ImageService/ImageFsInfo":           true,
+	"/runtime.v1.ImageService/ListImages":            true,
+	"/runtime.v1.ImageService/ImageStatus":           true,
+}
+
+// Interceptor logs every call and maps its error to a gRPC code.
+func (r *Router) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	err = toStatus(err)
+	level := slog.LevelInfo
+	if quiet[info.FullMethod] {
+		level = slog.LevelDebug
+	}
+	if err != nil {
+		level = slog.LevelWarn
+		if quiet[info.FullMethod] && status.Code(err) == codes.NotFound {
+			level = slog.LevelDebug
+		}
+	}
+	r.log.Log(ctx, level, "cri call", "method", info.FullMethod, "duration", time.Since(start), "code", status.Code(err).String(), "error", errString(err))
+	return resp, err
+}
+
+// StreamInterceptor maps errors of streaming RPCs.
+func (r *Router) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return toStatus(handler(srv, ss))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// cleanup is a stack of undo steps run on failure with a fresh context.
+type cleanup struct {
+	fns []func(context.Context)
+}
+
+func (c *cleanup) add(f func(context.Context)) { c.fns = append(c.fns, f) }
+
+// run undoes in reverse order.
+func (c *cleanup) run() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		c.fns[i](ctx)
+	}
+}
+
+func matchLabels(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}

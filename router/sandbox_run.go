@@ -1,0 +1,222 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/cni"
+	"github.com/crimux/crimux/sandbox"
+)
+
+func sandboxName(md *runtime.PodSandboxMetadata) string {
+	return fmt.Sprintf("%s_%s_%s_%d", md.Name, md.Namespace, md.Uid, md.Attempt)
+}
+
+func validateSandboxConfig(cfg *runtime.PodSandboxConfig) error {
+	if cfg == nil {
+		return fmt.Errorf("%w: pod sandbox config is nil", errInvalid)
+	}
+	md := cfg.Metadata
+	if md == nil {
+		return fmt.Errorf("%w: pod sandbox config has no metadata", errInvalid)
+	}
+	if md.Name == "" || md.Namespace == "" || md.Uid == "" {
+		return fmt.Errorf("%w: pod sandbox metadata needs name, namespace and uid (got name=%q namespace=%q uid=%q)", errInvalid, md.Name, md.Namespace, md.Uid)
+	}
+	for _, pm := range cfg.PortMappings {
+		if pm.ContainerPort <= 0 || pm.ContainerPort > 65535 || pm.HostPort < 0 || pm.HostPort > 65535 {
+			return fmt.Errorf("%w: port mapping %d→%d is out of range", errInvalid, pm.HostPort, pm.ContainerPort)
+		}
+	}
+	return nil
+}
+
+func hostNetwork(cfg *runtime.PodSandboxConfig) bool {
+	return cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtime.NamespaceMode_NODE
+}
+
+// RunPodSandbox creates and starts a pod sandbox. A retry after a client
+// timeout with the same config gets the sandbox the first call made.
+func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRequest) (*runtime.RunPodSandboxResponse, error) {
+	cfg := req.GetConfig()
+	if err := validateSandboxConfig(cfg); err != nil {
+		return nil, err
+	}
+	handler, rt, err := r.resolveHandler(req.RuntimeHandler)
+	if err != nil {
+		return nil, err
+	}
+	name := sandboxName(cfg.Metadata)
+	id := newID()
+	if err := r.sandboxNames.Reserve(name, id); err != nil {
+		holder := r.sandboxNames.Holder(name)
+		if sb, gerr := r.sandboxes.Get(holder); gerr == nil && sb.ID == holder &&
+			sb.Handler == handler && proto.Equal(sb.Config, cfg) &&
+			sb.Status().State == runtime.PodSandboxState_SANDBOX_READY {
+			return &runtime.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
+		}
+		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
+	}
+	var undo cleanup
+	ok := false
+	defer func() {
+		if !ok {
+			undo.run()
+			r.sandboxNames.Release(name, id)
+		}
+	}()
+
+	md := sandbox.Metadata{ID: id, Name: name, Handler: handler, Config: cfg, CreatedAt: time.Now().UnixNano()}
+	dir := r.podDir(id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create pod dir: %w", err)
+	}
+	undo.add(func(context.Context) { _ = os.RemoveAll(dir) })
+
+	st := sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY}
+	hostNet := hostNetwork(cfg)
+	if !hostNet {
+		p, err := sandbox.NewNetNS(r.netnsDir(), id)
+		if err != nil {
+			return nil, err
+		}
+		md.NetNSPath = p
+		undo.add(func(context.Context) {
+			if err := sandbox.RemoveNetNS(p); err != nil {
+				r.log.Error("roll back netns", "id", id, "error", err)
+			}
+		})
+		pod := r.cniPod(md)
+		ips, err := r.cni.Setup(pod)
+		if err != nil {
+			return nil, fmt.Errorf("set up pod network: %w", err)
+		}
+		undo.add(func(context.Context) {
+			if err := r.cni.Teardown(pod); err != nil {
+				r.log.Error("roll back pod network", "id", id, "error", err)
+			}
+		})
+		st.IPs = ips
+		st.NetworkReady = true
+	}
+	if err := writeEtcFiles(dir, cfg, st.IPs, hostNet); err != nil {
+		return nil, err
+	}
+	img, err := r.images.SandboxImage(ctx, handler)
+	if err != nil {
+		return nil, err
+	}
+	md.Image = img
+	sb := sandbox.NewSandbox(md, st)
+	ts, err := rt.RunSandbox(ctx, r.backendSandbox(sb))
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %q with handler %q: %w", name, handler, err)
+	}
+	undo.add(func(ctx context.Context) {
+		if err := rt.RemoveSandbox(ctx, id); err != nil {
+			r.log.Error("roll back sandbox", "id", id, "error", err)
+		}
+	})
+	_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
+		s.Pid = ts.Pid
+		return s, nil
+	})
+	if err := r.ckpt.SaveSandbox(sb); err != nil {
+		return nil, err
+	}
+	r.sandboxes.Add(id, sb)
+	ok = true
+	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+func (r *Router) cniPod(md sandbox.Metadata) cni.Pod {
+	cfg := md.Config
+	p := cni.Pod{
+		ID:         md.ID,
+		Name:       cfg.GetMetadata().GetName(),
+		Namespace:  cfg.GetMetadata().GetNamespace(),
+		UID:        cfg.GetMetadata().GetUid(),
+		NetNS:      md.NetNSPath,
+		CgroupPath: cfg.GetLinux().GetCgroupParent(),
+	}
+	if h, ok := r.cfg.Handlers[md.Handler]; ok {
+		p.ConfDir = h.CNIConfDir
+	}
+	for _, pm := range cfg.PortMappings {
+		if pm.HostPort == 0 {
+			continue
+		}
+		proto := strings.ToLower(pm.Protocol.String())
+		p.PortMappings = append(p.PortMappings, cni.PortMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: proto, HostIP: pm.HostIp})
+	}
+	if d := cfg.GetDnsConfig(); d != nil {
+		p.DNS = &cni.DNS{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
+	}
+	return p
+}
+
+// writeEtcFiles writes the pod's hostname, hosts and resolv.conf, which every
+// container of the pod mounts.
+func writeEtcFiles(dir string, cfg *runtime.PodSandboxConfig, ips []string, hostNet bool) error {
+	hostname := cfg.Hostname
+	if hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("read hostname: %w", err)
+		}
+		hostname = h // as containerd does: the node's name when the pod names none
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "hostname"), []byte(hostname+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write pod hostname: %w", err)
+	}
+	var hosts []byte
+	if hostNet {
+		b, err := os.ReadFile("/etc/hosts")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read /etc/hosts: %w", err)
+		}
+		hosts = b
+	} else {
+		var sb strings.Builder
+		sb.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+		for _, ip := range ips {
+			fmt.Fprintf(&sb, "%s\t%s\n", ip, hostname)
+		}
+		hosts = []byte(sb.String())
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "hosts"), hosts, 0o644); err != nil {
+		return fmt.Errorf("write pod hosts file: %w", err)
+	}
+	var resolv []byte
+	if d := cfg.GetDnsConfig(); d != nil && (len(d.Servers) > 0 || len(d.Searches) > 0 || len(d.Options) > 0) {
+		var sb strings.Builder
+		if len(d.Searches) > 0 {
+			fmt.Fprintf(&sb, "search %s\n", strings.Join(d.Searches, " "))
+		}
+		for _, s := range d.Servers {
+			fmt.Fprintf(&sb, "nameserver %s\n", s)
+		}
+		if len(d.Options) > 0 {
+			fmt.Fprintf(&sb, "options %s\n", strings.Join(d.Options, " "))
+		}
+		resolv = []byte(sb.String())
+	} else {
+		b, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read /etc/resolv.conf: %w", err)
+		}
+		resolv = b
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "resolv.conf"), resolv, 0o644); err != nil {
+		return fmt.Errorf("write pod resolv.conf: %w", err)
+	}
+	return nil
+}

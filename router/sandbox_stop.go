@@ -1,0 +1,76 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/sandbox"
+)
+
+// StopPodSandbox stops every container of the pod and the sandbox, and
+// releases the pod network. The record stays until RemovePodSandbox.
+// Stopping a missing sandbox succeeds.
+func (r *Router) StopPodSandbox(ctx context.Context, req *runtime.StopPodSandboxRequest) (*runtime.StopPodSandboxResponse, error) {
+	sb, err := r.sandboxes.Get(req.PodSandboxId)
+	if errors.Is(err, sandbox.ErrNotFound) {
+		return &runtime.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := r.stopSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
+	return &runtime.StopPodSandboxResponse{}, nil
+}
+
+func (r *Router) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	rt := r.runtimeOf(sb)
+	for _, c := range r.containersOf(sb.ID) {
+		if c.Status().State != runtime.ContainerState_CONTAINER_RUNNING {
+			continue
+		}
+		if err := rt.StopContainer(ctx, c.ID, 0); err != nil {
+			return fmt.Errorf("stop container %s of pod %s: %w", c.ID, sb.ID, err)
+		}
+	}
+	if err := rt.StopSandbox(ctx, sb.ID); err != nil {
+		return fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
+	}
+	if err := sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
+		s.State = runtime.PodSandboxState_SANDBOX_NOTREADY
+		s.Pid = 0
+		return s, nil
+	}); err != nil {
+		return err
+	}
+	if sb.Status().NetworkReady {
+		if err := r.cni.Teardown(r.cniPod(sb.Metadata)); err != nil {
+			r.saveSandbox(sb)
+			return fmt.Errorf("tear down network of pod %s: %w", sb.ID, err)
+		}
+		_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
+			s.NetworkReady = false
+			return s, nil
+		})
+	}
+	if err := sandbox.RemoveNetNS(sb.NetNSPath); err != nil {
+		r.saveSandbox(sb)
+		return err
+	}
+	r.saveSandbox(sb)
+	return nil
+}
+
+func (r *Router) containersOf(sandboxID string) []*sandbox.Container {
+	var out []*sandbox.Container
+	for _, c := range r.containers.List() {
+		if c.SandboxID == sandboxID {
+			out = append(out, c)
+		}
+	}
+	return out
+}

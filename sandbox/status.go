@@ -1,0 +1,177 @@
+// Package sandbox models pods and containers for crimux: immutable metadata,
+// status changed only through Update, the stores, the name registrar, network
+// namespaces and the on-disk checkpoint. It does not know which backend runs a pod.
+package sandbox
+
+import (
+	"sync"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// The sandbox state machine:
+//
+//	 RunPodSandbox
+//	      │
+//	      ▼
+//	   (ready) ──StopPodSandbox / pause exits──► (notready) ──RemovePodSandbox──► gone
+//	      │                                          ▲
+//	      └────────── failure mid-way (rolled back) ─┘
+//
+// A sandbox only exists in the store once RunPodSandbox finished; a failed
+// RunPodSandbox rolls back and leaves nothing.
+
+// Metadata is what never changes after a sandbox was created.
+type Metadata struct {
+	ID        string                    `json:"id"`
+	Name      string                    `json:"name"`
+	Handler   string                    `json:"handler"`
+	Config    *runtime.PodSandboxConfig `json:"-"`
+	NetNSPath string                    `json:"netns_path,omitempty"`
+	CreatedAt int64                     `json:"created_at"`
+	// Image is the sandbox (pause) image reference actually used.
+	Image string `json:"image"`
+}
+
+// Status is what changes over a sandbox's life; only Sandbox.Update changes it.
+type Status struct {
+	State runtime.PodSandboxState `json:"state"`
+	// IPs come from the CNI result, the first one primary.
+	IPs []string `json:"ips,omitempty"`
+	// NetworkReady is true between a successful CNI ADD and the CNI DEL.
+	NetworkReady bool   `json:"network_ready"`
+	Pid          uint32 `json:"pid,omitempty"`
+	// Removing is set while RemovePodSandbox runs, so no container joins it.
+	Removing bool `json:"removing,omitempty"`
+}
+
+// Sandbox is one pod sandbox.
+type Sandbox struct {
+	Metadata
+
+	mu     sync.Mutex // guards status
+	status Status
+}
+
+// NewSandbox returns a sandbox with the given metadata and status.
+func NewSandbox(md Metadata, st Status) *Sandbox {
+	return &Sandbox{Metadata: md, status: st}
+}
+
+// Status returns a copy of the sandbox's status.
+func (s *Sandbox) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status
+	st.IPs = append([]string(nil), s.status.IPs...)
+	return st
+}
+
+// Update changes the status through f; when f fails nothing changes.
+func (s *Sandbox) Update(f func(Status) (Status, error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := f(s.status)
+	if err != nil {
+		return err
+	}
+	s.status = st
+	return nil
+}
+
+// The container state machine:
+//
+//	CreateContainer ──► CREATED ──StartContainer──► RUNNING ──exit/StopContainer──► EXITED
+//	                       │                                                          │
+//	                       └──────────── RemoveContainer ◄────────────────────────────┘
+//
+// UNKNOWN is reported when crimux restarted and the backend lost the container.
+
+// ContainerMetadata is what never changes after a container was created.
+type ContainerMetadata struct {
+	ID        string                   `json:"id"`
+	Name      string                   `json:"name"`
+	SandboxID string                   `json:"sandbox_id"`
+	Config    *runtime.ContainerConfig `json:"-"`
+	// ImageRef is the image ID (sha256:...) the container was created from.
+	ImageRef string `json:"image_ref"`
+	// ImageName is the reference the user asked for.
+	ImageName string `json:"image_name"`
+	LogPath   string `json:"log_path,omitempty"`
+	CreatedAt int64  `json:"created_at"`
+}
+
+// ContainerStatus is what changes over a container's life.
+type ContainerStatus struct {
+	State      runtime.ContainerState `json:"state"`
+	Pid        uint32                 `json:"pid,omitempty"`
+	StartedAt  int64                  `json:"started_at,omitempty"`
+	FinishedAt int64                  `json:"finished_at,omitempty"`
+	ExitCode   int32                  `json:"exit_code"`
+	Reason     string                 `json:"reason,omitempty"`
+	Message    string                 `json:"message,omitempty"`
+	// Starting is set while StartContainer runs; Removing while RemoveContainer runs.
+	Starting bool `json:"-"`
+	Removing bool `json:"-"`
+}
+
+// Container is one container of a sandbox.
+type Container struct {
+	ContainerMetadata
+
+	mu     sync.Mutex // guards status
+	status ContainerStatus
+}
+
+// NewContainer returns a container with the given metadata and status.
+func NewContainer(md ContainerMetadata, st ContainerStatus) *Container {
+	return &Container{ContainerMetadata: md, status: st}
+}
+
+// Status returns a copy of the container's status.
+func (c *Container) Status() ContainerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+// Update changes the status through f; when f fails nothing changes.
+func (c *Container) Update(f func(ContainerStatus) (ContainerStatus, error)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := f(c.status)
+	if err != nil {
+		return err
+	}
+	c.status = st
+	return nil
+}
+
+// Exited records an exit once; later exits (a duplicate event) change nothing.
+// It reports whether the status changed.
+func (c *Container) Exited(code int32, at time.Time, reason string) bool {
+	changed := false
+	_ = c.Update(func(st ContainerStatus) (ContainerStatus, error) {
+		if st.State == runtime.ContainerState_CONTAINER_EXITED {
+			return st, nil
+		}
+		changed = true
+		st.State = runtime.ContainerState_CONTAINER_EXITED
+		st.ExitCode = code
+		st.FinishedAt = at.UnixNano()
+		if st.StartedAt == 0 {
+			st.StartedAt = st.FinishedAt
+		}
+		st.Pid = 0
+		if reason == "" {
+			reason = "Completed"
+			if code != 0 {
+				reason = "Error"
+			}
+		}
+		st.Reason = reason
+		return st, nil
+	})
+	return changed
+}
