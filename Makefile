@@ -1,0 +1,66 @@
+# crimux — one CRI endpoint, several isolation levels.
+#
+#   make up      install what is missing, start containerd if needed, run crimux
+#   make test    every test: unit tests and integration tests with real containers
+#   make down    stop the crimux that `make up` started
+#
+SHELL        := /bin/bash
+GO           ?= go
+PREFIX       ?= /usr/local
+BIN_DIR      ?= $(PREFIX)/bin
+OUT          := _output/bin
+CONTAINERD_VERSION ?= v2.4.2
+CRI_TOOLS_VERSION  ?= v1.37.0
+CRIMUX_SOCKET ?= /run/crimux/crimux.sock
+LOG_DIR      ?= /var/log/crimux
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS      := -X github.com/crimux/crimux/router.Version=$(VERSION)
+
+.PHONY: all build deps packages containerd crictl install up down test unit integration vet fmt clean demo-registry
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(OUT)/crimux ./cmd/crimux
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(OUT)/crimux-pause ./cmd/crimux-pause
+	$(GO) build -o $(OUT)/crimux-testregistry ./test/cmd/crimux-testregistry
+
+# Everything crimux and its tests need from outside the repo.
+deps: packages containerd crictl
+
+packages:
+	@bash hack/install-packages.sh
+
+containerd:
+	@bash hack/install-containerd.sh $(CONTAINERD_VERSION) $(BIN_DIR)
+
+crictl:
+	@bash hack/install-crictl.sh $(CRI_TOOLS_VERSION) $(BIN_DIR)
+
+install: build
+	install -m 0755 $(OUT)/crimux $(OUT)/crimux-pause $(BIN_DIR)/
+	@bash hack/install-config.sh
+
+up: deps install
+	@bash hack/up.sh $(BIN_DIR) $(CRIMUX_SOCKET) $(LOG_DIR)
+
+down:
+	@bash hack/down.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l . | grep -v '^_output')" || { gofmt -l .; echo 'gofmt needed'; exit 1; }
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test$$)
+
+integration:
+	$(GO) test -count=1 -timeout 30m ./test/ -bin-dir $(BIN_DIR)
+
+test: deps vet unit integration
+
+demo-registry: build
+	$(OUT)/crimux-testregistry -addr 127.0.0.1:5000
+
+clean:
+	rm -rf _output

@@ -1,0 +1,419 @@
+// Package harness starts what crimux's integration tests need on the real
+// host: a containerd of its own (root, state and socket in the run's dir), an
+// in-process registry with the test images and mirror configuration, a CNI
+// network with a bridge unique to the run, and crimux itself; and it sweeps
+// what a crashed earlier run left behind.
+package harness
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	internalapi "k8s.io/cri-api/pkg/apis"
+	cri "k8s.io/cri-client/pkg"
+
+	"github.com/crimux/crimux/cni"
+	"github.com/crimux/crimux/test/images"
+)
+
+// BaseDir holds one directory per run; a run's leftovers are swept from here.
+const BaseDir = "/var/tmp/crimux-test"
+
+// BridgePrefix starts the name of every bridge a test run makes.
+const BridgePrefix = "crxt"
+
+// Env is one running test environment.
+type Env struct {
+	Dir       string
+	RunID     string
+	Bridge    string
+	Subnet    string
+	Gateway   string
+	Handler   string
+	Registry  *images.Registry
+	CtrdSock  string
+	Socket    string
+	Config    string
+	CrimuxBin string
+	Runtime   internalapi.RuntimeService
+	Image     internalapi.ImageManagerService
+
+	ctrd   *exec.Cmd
+	crimux *exec.Cmd
+	logs   []string
+}
+
+// Options choose what to start.
+type Options struct {
+	// RepoRoot is the crimux checkout (to build binaries).
+	RepoRoot string
+	// BinDir holds containerd, containerd-shim-runc-v2 (and crictl); empty = $GOPATH/bin.
+	BinDir string
+	// Handler is the handler tests use (empty = the default).
+	Handler string
+	// ExtraConfig is appended to crimux's config file.
+	ExtraConfig string
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Start builds crimux, sweeps leftovers, and starts everything.
+func Start(o Options) (_ *Env, retErr error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("integration tests need root (netns, mounts, cgroups)")
+	}
+	Sweep()
+	id := randHex(3)
+	e := &Env{RunID: id, Dir: filepath.Join(BaseDir, id), Bridge: BridgePrefix + id, Handler: o.Handler}
+	defer func() {
+		if retErr != nil {
+			e.Stop()
+		}
+	}()
+	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(e.Dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, err
+	}
+	bin := o.BinDir
+	if bin == "" {
+		bin = filepath.Join(goEnv("GOPATH"), "bin")
+	}
+	// Build crimux and the pause program.
+	e.CrimuxBin = filepath.Join(e.Dir, "crimux")
+	if out, err := run(o.RepoRoot, nil, "go", "build", "-o", e.CrimuxBin, "./cmd/crimux"); err != nil {
+		return nil, fmt.Errorf("build crimux: %v\n%s", err, out)
+	}
+	if out, err := run(o.RepoRoot, []string{"CGO_ENABLED=0"}, "go", "build", "-ldflags", "-s -w", "-o", filepath.Join(e.Dir, "crimux-pause"), "./cmd/crimux-pause"); err != nil {
+		return nil, fmt.Errorf("build crimux-pause: %v\n%s", err, out)
+	}
+	if err := e.startContainerd(bin); err != nil {
+		return nil, err
+	}
+	reg, err := images.StartRegistry("")
+	if err != nil {
+		return nil, err
+	}
+	e.Registry = reg
+	if err := PushTestImages(reg); err != nil {
+		return nil, err
+	}
+	if err := reg.WriteMirrors(filepath.Join(e.Dir, "certs.d"), "docker.io", "registry.k8s.io", "crimux.test"); err != nil {
+		return nil, err
+	}
+	// A network of the run's own; no masquerade, so traffic stays in the node.
+	b, _ := strconv.ParseUint(id[:2], 16, 8)
+	c, _ := strconv.ParseUint(id[2:4], 16, 8)
+	e.Subnet = fmt.Sprintf("10.%d.%d.0/24", 200+b%50, c)
+	e.Gateway = fmt.Sprintf("10.%d.%d.1", 200+b%50, c)
+	netDir := filepath.Join(e.Dir, "net.d")
+	_ = os.MkdirAll(netDir, 0o755)
+	conflist := cni.DefaultConflist("crimux-test-"+id, e.Bridge, e.Subnet, false)
+	conflist = strings.Replace(conflist, `"type": "host-local",`, fmt.Sprintf(`"type": "host-local", "dataDir": %q,`, filepath.Join(e.Dir, "ipam")), 1)
+	if err := os.WriteFile(filepath.Join(netDir, "10-test.conflist"), []byte(conflist), 0o644); err != nil {
+		return nil, err
+	}
+	e.Socket = filepath.Join(e.Dir, "crimux.sock")
+	e.Config = filepath.Join(e.Dir, "crimux.toml")
+	cfg := fmt.Sprintf(`socket = %q
+root_dir = %q
+state_dir = %q
+log_level = "debug"
+registry_hosts_dir = %q
+pause_binary = %q
+[containerd]
+address = %q
+namespace = "crimux-test"
+[cni]
+conf_dir = %q
+`, e.Socket, filepath.Join(e.Dir, "root"), filepath.Join(e.Dir, "state"), filepath.Join(e.Dir, "certs.d"),
+		filepath.Join(e.Dir, "crimux-pause"), e.CtrdSock, netDir)
+	cfg += o.ExtraConfig
+	if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	if err := e.StartCrimux(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func goEnv(k string) string {
+	out, err := exec.Command("go", "env", k).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func run(dir string, env []string, name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	return cmd.CombinedOutput()
+}
+
+func (e *Env) startContainerd(bin string) error {
+	ctrd := filepath.Join(bin, "containerd")
+	if _, err := os.Stat(ctrd); err != nil {
+		return fmt.Errorf("containerd 2.x not found at %s (make deps builds it): %w", ctrd, err)
+	}
+	dir := filepath.Join(e.Dir, "containerd")
+	_ = os.MkdirAll(dir, 0o755)
+	e.CtrdSock = filepath.Join(dir, "containerd.sock")
+	cfg := fmt.Sprintf(`version = 3
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.sandbox.controller.v1.shim"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), e.CtrdSock, e.CtrdSock+".ttrpc")
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	logPath := filepath.Join(e.Dir, "containerd.log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(ctrd, "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	e.ctrd = cmd
+	e.logs = append(e.logs, logPath)
+	_ = os.WriteFile(filepath.Join(e.Dir, "containerd.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+	return waitSocket(e.CtrdSock, 30*time.Second)
+}
+
+func waitSocket(p string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if st, err := os.Stat(p); err == nil && st.Mode()&os.ModeSocket != 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("socket %s did not appear in %s", p, d)
+}
+
+// StartCrimux starts `crimux serve` and connects the CRI clients.
+func (e *Env) StartCrimux() error {
+	logPath := filepath.Join(e.Dir, "crimux.log")
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_ = os.Remove(e.Socket)
+	cmd := exec.Command(e.CrimuxBin, "serve", "--config", e.Config)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start crimux: %w", err)
+	}
+	e.crimux = cmd
+	e.logs = append(e.logs, logPath)
+	_ = os.WriteFile(filepath.Join(e.Dir, "crimux.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if st, err := os.Stat(e.Socket); err == nil && st.Mode()&os.ModeSocket != 0 {
+			break
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("crimux exited: %v\n%s", err, tail(string(b), 3000))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("crimux socket did not appear")
+		}
+	}
+	go func() { <-exited }()
+	ctx := context.Background()
+	ep := "unix://" + e.Socket
+	rs, err := cri.NewRemoteRuntimeService(ctx, ep, 2*time.Minute, nil, false)
+	if err != nil {
+		return err
+	}
+	is, err := cri.NewRemoteImageService(ctx, ep, 2*time.Minute, nil, false)
+	if err != nil {
+		return err
+	}
+	e.Runtime, e.Image = rs, is
+	return nil
+}
+
+// StopCrimux stops crimux with SIGTERM, leaving pods running.
+func (e *Env) StopCrimux() {
+	if e.crimux == nil || e.crimux.Process == nil {
+		return
+	}
+	_ = e.crimux.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := e.crimux.Process.Signal(syscall.Signal(0)); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = e.crimux.Process.Kill()
+	e.crimux = nil
+}
+
+// Logs returns the tails of the services' logs, for failure messages.
+func (e *Env) Logs() string {
+	var b strings.Builder
+	for _, p := range e.logs {
+		data, _ := os.ReadFile(p)
+		fmt.Fprintf(&b, "==== %s ====\n%s\n", p, tail(string(data), 6000))
+	}
+	return b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// Stop stops everything and removes what the run made.
+func (e *Env) Stop() {
+	e.StopCrimux()
+	if e.Registry != nil {
+		_ = e.Registry.Close()
+	}
+	cleanDir(e.Dir)
+}
+
+// Sweep removes what earlier runs left behind: processes, mounts, bridges and dirs.
+func Sweep() {
+	ents, _ := os.ReadDir(BaseDir)
+	for _, ent := range ents {
+		dir := filepath.Join(BaseDir, ent.Name())
+		if b, err := os.ReadFile(filepath.Join(dir, "owner.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() && unix.Kill(pid, 0) == nil {
+				if isGoTest(pid) {
+					continue // a concurrent live run
+				}
+			}
+		}
+		cleanDir(dir)
+	}
+	// Bridges of runs whose dir is gone.
+	out, _ := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name := strings.TrimSuffix(f[1], ":")
+		if strings.HasPrefix(name, BridgePrefix) {
+			if _, err := os.Stat(filepath.Join(BaseDir, strings.TrimPrefix(name, BridgePrefix))); err != nil {
+				_ = exec.Command("ip", "link", "del", name).Run()
+			}
+		}
+	}
+}
+
+func isGoTest(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(b), ".test")
+}
+
+// cleanDir kills the run's processes (crimux, containerd, its shims and
+// containers), unmounts everything under dir, deletes its bridge and dir.
+func cleanDir(dir string) {
+	for _, name := range []string{"crimux.pid", "containerd.pid"} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				_ = unix.Kill(-pid, syscall.SIGKILL)
+				_ = unix.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	// Shims outlive containerd; kill those serving this run's containerd, and their children.
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(cmd), "containerd-shim") && strings.Contains(string(cmd), dir) {
+			killTree(pid)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	unmountUnder(dir)
+	if strings.HasPrefix(filepath.Base(dir), "") {
+		_ = exec.Command("ip", "link", "del", BridgePrefix+filepath.Base(dir)).Run()
+	}
+	_ = os.RemoveAll(dir)
+}
+
+func killTree(pid int) {
+	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, c := range strings.Fields(string(children)) {
+		if cp, err := strconv.Atoi(c); err == nil {
+			killTree(cp)
+		}
+	}
+	_ = unix.Kill(pid, syscall.SIGKILL)
+}
+
+// MountsUnder lists mount points at or below dir.
+func MountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 4 && strings.HasPrefix(fields[4], dir) {
+			out = append(out, fields[4])
+		}
+	}
+	return out
+}
+
+func unmountUnder(dir string) {
+	for i := 0; i < 5; i++ {
+		ms := MountsUnder(dir)
+		if len(ms) == 0 {
+			return
+		}
+		for j := len(ms) - 1; j >= 0; j-- {
+			_ = unix.Unmount(ms[j], unix.MNT_DETACH)
+		}
+	}
+}
