@@ -16,7 +16,7 @@ func TestStoreGet(t *testing.T) {
 	s.Add("abd456", "two")
 	for _, tc := range []struct {
 		desc, id, want string
-		err        error
+		err            error
 	}{
 		{desc: "full id", id: "abc123", want: "one"},
 		{desc: "unique prefix", id: "abd", want: "two"},
