@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/distribution/reference"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -71,10 +72,16 @@ type Service struct {
 	snapshotters map[string]string
 	log          *slog.Logger
 
-	mu      sync.Mutex // guards sandboxRef and pinned
+	mu      sync.Mutex // guards sandbox, pinned and pullFailed
 	sandbox string     // the sandbox image reference in use
 	pinned  map[string]bool
+	// pullFailed is when the configured sandbox image last failed to pull;
+	// until pullRetry has passed, pods use the built-in image without trying again.
+	pullFailed time.Time
 }
+
+// pullRetry is how long a failed sandbox image pull is not retried.
+const pullRetry = 5 * time.Minute
 
 // New returns the image service. snapshotters maps each handler to its
 // snapshotter; the entry for "" is used for requests that name no handler.
@@ -211,8 +218,13 @@ func (s *Service) SandboxImage(ctx context.Context, handler string) (string, err
 		return "", fmt.Errorf("sandbox_image: %w", err)
 	}
 	img, err := s.store.Get(ctx, ref)
-	if err != nil {
+	if err != nil && s.mayRetryPull() {
 		img, err = s.store.Pull(ctx, ref, nil, s.Snapshotter(handler))
+		if err != nil {
+			s.mu.Lock()
+			s.pullFailed = time.Now()
+			s.mu.Unlock()
+		}
 	}
 	if err == nil {
 		s.pin(img.ID, ref)
@@ -232,6 +244,12 @@ func (s *Service) SandboxImage(ctx context.Context, handler string) (string, err
 	}
 	s.pin(bimg.ID, name)
 	return name, nil
+}
+
+func (s *Service) mayRetryPull() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pullFailed.IsZero() || time.Since(s.pullFailed) > pullRetry
 }
 
 func (s *Service) pin(id, ref string) {
