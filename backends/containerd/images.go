@@ -293,6 +293,13 @@ func (s *Images) pauseBinary() (string, error) {
 func (s *Images) ImportPause(ctx context.Context) (string, error) {
 	ctx = s.d.ctx(ctx)
 	defer s.lockRef(builtinPauseRf)()
+	// A lease keeps containerd's garbage collector off the blobs until the
+	// image record references them.
+	ctx, done, err := s.d.client.WithLease(ctx)
+	if err != nil {
+		return "", fmt.Errorf("lease for built-in pause image: %w", err)
+	}
+	defer func() { _ = done(context.WithoutCancel(ctx)) }()
 	bin, err := s.pauseBinary()
 	if err != nil {
 		return "", err

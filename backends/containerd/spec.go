@@ -110,17 +110,15 @@ func (r *Runtime) sandboxSpec(sb backends.Sandbox, img oci.Image) ([]oci.SpecOpt
 		withOOMScoreAdj(r.d.clampOOM(sandboxOOMScoreAdj)),
 		oci.WithCPUShares(2),
 	}
-	h, err := hostname(sb)
-	if err != nil {
-		return nil, fmt.Errorf("read host's hostname: %w", err)
-	}
-	if h != "" {
-		opts = append(opts, oci.WithHostname(h))
-	}
 	if nsOpts.Network == runtime.NamespaceMode_NODE {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
 	} else {
-		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNSPath}))
+		h, err := hostname(sb)
+		if err != nil {
+			return nil, fmt.Errorf("read host's hostname: %w", err)
+		}
+		opts = append(opts, oci.WithHostname(h),
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNSPath}))
 	}
 	if nsOpts.Pid == runtime.NamespaceMode_NODE {
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
@@ -273,11 +271,11 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 	if cfg.Tty {
 		opts = append(opts, oci.WithTTY)
 	}
-	h, err := hostname(sb)
-	if err != nil {
-		return nil, fmt.Errorf("read host's hostname: %w", err)
-	}
-	if h != "" {
+	if nsOpts.Network != runtime.NamespaceMode_NODE {
+		h, err := hostname(sb)
+		if err != nil {
+			return nil, fmt.Errorf("read host's hostname: %w", err)
+		}
 		opts = append(opts, oci.WithHostname(h))
 	}
 
