@@ -82,6 +82,8 @@ type Streams struct {
 type Listener interface {
 	// TaskExited is called once per exit of a sandbox's or container's main process.
 	TaskExited(id string, st TaskState)
+	// TaskOOM is called when the kernel's OOM killer hit a process of id.
+	TaskOOM(id string)
 }
 
 // Driver owns a connection to something that runs pods and hands out one Runtime per handler.

@@ -73,6 +73,7 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 	}
 	r.containers.Add(id, c)
 	ok = true
+	r.emit(c, runtime.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return &runtime.CreateContainerResponse{ContainerId: id}, nil
 }
 

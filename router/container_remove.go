@@ -38,5 +38,6 @@ func (r *Router) removeContainer(ctx context.Context, c *sandbox.Container) erro
 	}
 	r.containers.Delete(c.ID)
 	r.containerNames.Release(c.Name, c.ID)
+	r.emit(c, runtime.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil
 }

@@ -62,5 +62,6 @@ func (r *Router) StartContainer(ctx context.Context, req *runtime.StartContainer
 		return s, nil
 	})
 	r.saveContainer(c)
+	r.emit(c, runtime.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return &runtime.StartContainerResponse{}, nil
 }

@@ -51,6 +51,7 @@ type Router struct {
 	sandboxNames   *sandbox.Registrar
 	containerNames *sandbox.Registrar
 	ckpt           *sandbox.Checkpoint
+	events         events
 }
 
 var (
@@ -163,6 +164,7 @@ func (r *Router) TaskExited(id string, st backends.TaskState) {
 	if c, err := r.containers.Get(id); err == nil && c.ID == id {
 		if c.Exited(st.ExitCode, st.ExitedAt, st.Reason) {
 			r.saveContainer(c)
+			r.emit(c, runtime.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		}
 		return
 	}
@@ -174,6 +176,23 @@ func (r *Router) TaskExited(id string, st backends.TaskState) {
 		})
 		r.saveSandbox(sb)
 	}
+}
+
+// TaskOOM implements backends.Listener: the container's next (or last)
+// exit is reported as OOMKilled.
+func (r *Router) TaskOOM(id string) {
+	c, err := r.containers.Get(id)
+	if err != nil || c.ID != id {
+		return
+	}
+	_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
+		s.OOMKilled = true
+		if s.State == runtime.ContainerState_CONTAINER_EXITED {
+			s.Reason = "OOMKilled"
+		}
+		return s, nil
+	})
+	r.saveContainer(c)
 }
 
 // Recover loads the records of a previous run and asks each backend what

@@ -111,6 +111,8 @@ type ContainerStatus struct {
 	ExitCode   int32                  `json:"exit_code"`
 	Reason     string                 `json:"reason,omitempty"`
 	Message    string                 `json:"message,omitempty"`
+	// OOMKilled is set when the kernel's OOM killer hit the container.
+	OOMKilled bool `json:"oom_killed,omitempty"`
 	// Starting is set while StartContainer runs; Removing while RemoveContainer runs.
 	Starting bool `json:"-"`
 	Removing bool `json:"-"`
@@ -164,6 +166,9 @@ func (c *Container) Exited(code int32, at time.Time, reason string) bool {
 			st.StartedAt = st.FinishedAt
 		}
 		st.Pid = 0
+		if st.OOMKilled {
+			reason = "OOMKilled"
+		}
 		if reason == "" {
 			reason = "Completed"
 			if code != 0 {

@@ -64,6 +64,8 @@ type Driver struct {
 	log      *slog.Logger
 	oomFloor int
 
+	stop context.CancelFunc // ends the event watch
+
 	mu       sync.Mutex // guards runtimes and procs
 	runtimes map[string]*Runtime
 	procs    map[string]*proc
@@ -98,6 +100,9 @@ func New(o Options) (*Driver, error) {
 			return nil, fmt.Errorf("create state dir %q: %w", dir, err)
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stop = cancel
+	go d.watchOOM(ctx)
 	return d, nil
 }
 
@@ -139,7 +144,10 @@ func (d *Driver) Version(ctx context.Context) (string, error) {
 }
 
 // Close implements backends.Driver.
-func (d *Driver) Close() error { return d.client.Close() }
+func (d *Driver) Close() error {
+	d.stop()
+	return d.client.Close()
+}
 
 // ctx puts crimux's namespace on a context.
 func (d *Driver) ctx(ctx context.Context) context.Context {

@@ -119,11 +119,7 @@ func serve(args []string) error {
 	defer stop()
 
 	var rt *router.Router
-	listener := listenerFunc(func(id string, st backends.TaskState) {
-		if rt != nil {
-			rt.TaskExited(id, st)
-		}
-	})
+	listener := lateListener{r: &rt}
 	drv, err := connect(ctx, cfg, listener, log)
 	if err != nil {
 		return err
@@ -207,9 +203,20 @@ func serve(args []string) error {
 	}
 }
 
-type listenerFunc func(string, backends.TaskState)
+// lateListener forwards to the router once it exists (the driver is built first).
+type lateListener struct{ r **router.Router }
 
-func (f listenerFunc) TaskExited(id string, st backends.TaskState) { f(id, st) }
+func (l lateListener) TaskExited(id string, st backends.TaskState) {
+	if *l.r != nil {
+		(*l.r).TaskExited(id, st)
+	}
+}
+
+func (l lateListener) TaskOOM(id string) {
+	if *l.r != nil {
+		(*l.r).TaskOOM(id)
+	}
+}
 
 // connect waits for containerd (it may still be starting at boot) up to its timeout.
 func connect(ctx context.Context, cfg *conf.Config, l backends.Listener, log *slog.Logger) (*containerd.Driver, error) {

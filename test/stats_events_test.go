@@ -1,0 +1,115 @@
+package test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// A container over its memory limit is OOM-killed and reported as OOMKilled.
+func TestOOMKilled(t *testing.T) {
+	needEnv(t)
+	pullBusybox(t)
+	pod := podConfig(t, "oom")
+	podID := runPod(t, pod)
+	c := ctrConfig("hog", "tail", "/dev/zero")
+	c.Linux.Resources = &runtime.LinuxContainerResources{MemoryLimitInBytes: 32 << 20, MemorySwapLimitInBytes: 32 << 20}
+	id := startContainer(t, podID, pod, c)
+	st := waitExited(t, id)
+	if st.Reason != "OOMKilled" || st.ExitCode != 137 {
+		t.Errorf("hog: reason %q exit %d", st.Reason, st.ExitCode)
+	}
+}
+
+// Pod stats add up the containers and count the pod's traffic.
+func TestPodSandboxStats(t *testing.T) {
+	needEnv(t)
+	pullBusybox(t)
+	pod := podConfig(t, "pstats")
+	podID := runPod(t, pod)
+	startContainer(t, podID, pod, ctrConfig("a", "sleep", "3600"))
+	startContainer(t, podID, pod, ctrConfig("b", "sleep", "3600"))
+	ip := podIP(t, podID)
+	_, _ = httpGet("http://" + ip + ":1/") // some traffic (refused, but counted)
+	st, err := env.Runtime.PodSandboxStats(ctx(t), podID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lin := st.GetLinux()
+	if st.Attributes.Id != podID || len(lin.GetContainers()) != 2 || lin.GetMemory().GetWorkingSetBytes().GetValue() == 0 {
+		t.Errorf("pod stats: %+v", st)
+	}
+	if lin.GetNetwork().GetDefaultInterface().GetName() != "eth0" || lin.GetNetwork().GetDefaultInterface().GetRxBytes().GetValue() == 0 {
+		t.Errorf("pod network stats: %+v", lin.GetNetwork())
+	}
+	list, err := env.Runtime.ListPodSandboxStats(ctx(t), &runtime.PodSandboxStatsFilter{Id: podID})
+	if err != nil || len(list) != 1 {
+		t.Errorf("list pod stats: %v %v", list, err)
+	}
+}
+
+// GetContainerEvents streams created, started, stopped and deleted events.
+func TestContainerEvents(t *testing.T) {
+	needEnv(t)
+	pullBusybox(t)
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := rawClient(t).GetContainerEvents(c, &runtime.GetEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := podConfig(t, "events")
+	podID := runPod(t, pod)
+	id := startContainer(t, podID, pod, ctrConfig("e", "sh", "-c", "exit 0"))
+	waitExited(t, id)
+	if err := env.Runtime.RemoveContainer(ctx(t), id); err != nil {
+		t.Fatal(err)
+	}
+	want := []runtime.ContainerEventType{
+		runtime.ContainerEventType_CONTAINER_CREATED_EVENT, runtime.ContainerEventType_CONTAINER_STARTED_EVENT,
+		runtime.ContainerEventType_CONTAINER_STOPPED_EVENT, runtime.ContainerEventType_CONTAINER_DELETED_EVENT,
+	}
+	var got []runtime.ContainerEventType
+	for len(got) < len(want) {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if ev.ContainerId != id {
+			continue
+		}
+		if ev.PodSandboxStatus.GetId() != podID {
+			t.Errorf("event without its pod status: %+v", ev)
+		}
+		got = append(got, ev.ContainerEventType)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+	}
+}
+
+// The streaming list calls return what the unary ones do.
+func TestStreamingLists(t *testing.T) {
+	needEnv(t)
+	pod := podConfig(t, "stream")
+	podID := runPod(t, pod)
+	s, err := rawClient(t).StreamPodSandboxes(ctx(t), &runtime.StreamPodSandboxesRequest{Filter: &runtime.PodSandboxFilter{Id: podID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Recv()
+	if err != nil || len(resp.PodSandboxes) != 1 || resp.PodSandboxes[0].Id != podID {
+		t.Fatalf("stream pods: %v %v", resp, err)
+	}
+	is, err := rawImageClient(t).StreamImages(ctx(t), &runtime.StreamImagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := is.Recv(); err != nil || len(r.Images) == 0 {
+		t.Fatalf("stream images: %v %v", r, err)
+	}
+}
