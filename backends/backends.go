@@ -20,7 +20,7 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrInvalid: the request can't be served as asked.
 	ErrInvalid = errors.New("invalid argument")
-	// ErrUnsupported: this handler can't do that, by design.
+	// ErrUnsupported: this handler can't do that, by design (an InvalidArgument for the client).
 	ErrUnsupported = errors.New("not supported by this handler")
 	// ErrPrecondition: the object is in a state that doesn't allow the call.
 	ErrPrecondition = errors.New("failed precondition")

@@ -93,7 +93,20 @@ type Handler struct {
 	PodAnnotations []string `mapstructure:"pod_annotations"`
 	// ContainerAnnotations are container annotation prefixes passed into the spec.
 	ContainerAnnotations []string `mapstructure:"container_annotations"`
+	// RunscConfig are runsc flags (without "--") for runtime_type
+	// io.containerd.runsc.v1, e.g. platform = "systrap", net-raw = "true".
+	RunscConfig map[string]string `mapstructure:"runsc_config"`
+	// ShimLogLevel is the gVisor shim's log level (debug, info, warning); "" = its default.
+	ShimLogLevel string `mapstructure:"shim_log_level"`
 }
+
+// Runtime types crimux knows how to configure.
+const (
+	RuntimeRunc  = "io.containerd.runc.v2"
+	RuntimeRunsc = "io.containerd.runsc.v1"
+	// RunscShim is the binary containerd runs for RuntimeRunsc; it must be on containerd's PATH.
+	RunscShim = "containerd-shim-runsc-v1"
+)
 
 // Defaults returns the built-in configuration crimux runs with when no file exists.
 func Defaults() map[string]any {
@@ -118,16 +131,35 @@ func Defaults() map[string]any {
 	}
 }
 
-// DefaultHandlers is the handler table used when the configuration names none.
+// DefaultHandlers is the handler table used when the configuration names none:
+// runc always, and gvisor when runsc and its containerd shim are installed.
 func DefaultHandlers() map[string]Handler {
-	return map[string]Handler{"runc": DefaultRuncHandler()}
+	hs := map[string]Handler{"runc": DefaultRuncHandler()}
+	_, errRunsc := exec.LookPath("runsc")
+	_, errShim := exec.LookPath(RunscShim)
+	if errRunsc == nil && errShim == nil {
+		hs["gvisor"] = DefaultGvisorHandler()
+	}
+	return hs
+}
+
+// DefaultGvisorHandler is the built-in gvisor handler: gVisor's shim with runsc
+// on the systrap platform, raw sockets allowed (as runc allows CAP_NET_RAW).
+func DefaultGvisorHandler() Handler {
+	return Handler{
+		Driver:      "containerd",
+		RuntimeType: RuntimeRunsc,
+		RuntimePath: "runsc",
+		Snapshotter: "overlayfs",
+		RunscConfig: map[string]string{"platform": "systrap", "net-raw": "true"},
+	}
 }
 
 // DefaultRuncHandler is the built-in runc handler.
 func DefaultRuncHandler() Handler {
 	return Handler{
 		Driver:      "containerd",
-		RuntimeType: "io.containerd.runc.v2",
+		RuntimeType: RuntimeRunc,
 		RuntimePath: "runc",
 		Snapshotter: "overlayfs",
 	}
@@ -267,8 +299,11 @@ func (h Handler) withDefaults() Handler {
 	if h.RuntimeType == "" {
 		h.RuntimeType = "io.containerd.runc.v2"
 	}
-	if h.RuntimePath == "" && h.RuntimeType == "io.containerd.runc.v2" {
+	if h.RuntimePath == "" && h.RuntimeType == RuntimeRunc {
 		h.RuntimePath = "runc"
+	}
+	if h.RuntimePath == "" && h.RuntimeType == RuntimeRunsc {
+		h.RuntimePath = "runsc"
 	}
 	if h.Snapshotter == "" {
 		h.Snapshotter = "overlayfs"
@@ -329,8 +364,22 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.driver: unknown driver %q (known: containerd)", key, h.Driver))
 		}
 		if h.RuntimePath != "" {
-			if _, err := exec.LookPath(h.RuntimePath); err != nil {
+			if p, err := exec.LookPath(h.RuntimePath); err != nil {
 				errs = append(errs, fmt.Errorf("%s.runtime_path: runtime binary %q not found: %v", key, h.RuntimePath, errors.Unwrap(err)))
+			} else if h.RuntimeType == RuntimeRunsc {
+				if err := checkRunsc(p); err != nil {
+					errs = append(errs, fmt.Errorf("%s.runtime_path: runsc at %q is unusable: %v", key, p, err))
+				}
+			}
+		}
+		switch h.RuntimeType {
+		case RuntimeRunsc:
+			if _, err := exec.LookPath(RunscShim); err != nil {
+				errs = append(errs, fmt.Errorf("%s.runtime_type: %s needs %s on containerd's PATH: not found", key, RuntimeRunsc, RunscShim))
+			}
+		default:
+			if len(h.RunscConfig) > 0 {
+				errs = append(errs, fmt.Errorf("%s.runsc_config: only for runtime_type %s", key, RuntimeRunsc))
 			}
 		}
 		absolute(key+".cni_conf_dir", h.CNIConfDir)
@@ -339,6 +388,15 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("default_handler: %q is not a configured handler (configured: %s)", c.DefaultHandler, strings.Join(names, ", ")))
 	}
 	return errors.Join(errs...)
+}
+
+// checkRunsc runs `runsc --version` to see that the binary works here.
+func checkRunsc(p string) error {
+	out, err := exec.Command(p, "--version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s --version: %v: %s", p, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // HandlerNames returns the configured handler names, sorted.

@@ -97,6 +97,8 @@ func TestLoad(t *testing.T) {
 		{desc: "bad log level", name: "c.toml", body: "log_level = \"loud\"\n[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n", wantErr: "log_level: \"loud\""},
 		{desc: "relative socket", args: []string{"--socket", "x.sock"}, wantErr: "socket: \"x.sock\" is not an absolute path"},
 		{desc: "unknown env variable", env: []string{"CRIMUX_SOKET=/x"}, wantErr: "CRIMUX_SOKET"},
+		{desc: "runsc_config on a runc handler", name: "c.toml", body: "[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n[handlers.runc.runsc_config]\nplatform = \"kvm\"\n", wantErr: "handlers.runc.runsc_config: only for runtime_type"},
+		{desc: "unusable runsc", name: "c.toml", body: "default_handler = \"gvisor\"\n[handlers.gvisor]\nruntime_type = \"io.containerd.runsc.v1\"\nruntime_path = \"false\"\n", wantErr: "handlers.gvisor.runtime_path: runsc at \"/usr/bin/false\" is unusable"},
 		{desc: "malformed toml", name: "c.toml", body: "socket = \n", wantErr: "read config file"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -130,9 +132,19 @@ func TestMissingExplicitFile(t *testing.T) {
 	}
 }
 
+// fakeShimPath puts a stand-in containerd-shim-runsc-v1 on PATH.
+func fakeShimPath(t *testing.T) {
+	d := t.TempDir()
+	if err := os.WriteFile(filepath.Join(d, RunscShim), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", d+":"+os.Getenv("PATH"))
+}
+
 func TestTOMLRoundTrip(t *testing.T) {
 	defaultFile = "/nonexistent/default.toml"
-	body := "[handlers.runc]\nruntime_path = \"" + okBinary + "\"\npod_annotations = [\"io.x/\"]\n"
+	fakeShimPath(t)
+	body := "[handlers.runc]\nruntime_path = \"" + okBinary + "\"\npod_annotations = [\"io.x/\"]\n[handlers.other]\nruntime_type = \"io.containerd.runsc.v1\"\nruntime_path = \"" + okBinary + "\"\n[handlers.other.runsc_config]\nplatform = \"systrap\"\n"
 	c, err := load(t, writeFile(t, "c.toml", body), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ func writeTable(b *strings.Builder, prefix string, v reflect.Value) {
 	var tables []int
 	for i := 0; i < t.NumField(); i++ {
 		f := v.Field(i)
-		if f.Kind() == reflect.Struct || f.Kind() == reflect.Map {
+		if f.Kind() == reflect.Struct || f.Kind() == reflect.Map && f.Type().Elem().Kind() == reflect.Struct {
 			tables = append(tables, i)
 			continue
 		}
@@ -54,6 +54,17 @@ func tomlValue(v reflect.Value) string {
 		return fmt.Sprintf("%q", x)
 	case bool:
 		return fmt.Sprint(x)
+	case map[string]string:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		q := make([]string, len(keys))
+		for i, k := range keys {
+			q[i] = fmt.Sprintf("%q = %q", k, x[k])
+		}
+		return "{" + strings.Join(q, ", ") + "}"
 	case []string:
 		q := make([]string, len(x))
 		for i, s := range x {

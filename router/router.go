@@ -300,14 +300,12 @@ func toStatus(err error) error {
 		code = codes.Canceled
 	case errors.Is(err, errNotFound), errors.Is(err, sandbox.ErrNotFound), errors.Is(err, backends.ErrNotFound), errors.Is(err, image.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, errInvalid), errors.Is(err, backends.ErrInvalid), errors.Is(err, image.ErrInvalid), errors.Is(err, sandbox.ErrAmbiguous):
+	case errors.Is(err, errInvalid), errors.Is(err, backends.ErrInvalid), errors.Is(err, backends.ErrUnsupported), errors.Is(err, image.ErrInvalid), errors.Is(err, sandbox.ErrAmbiguous):
 		code = codes.InvalidArgument
 	case errors.Is(err, sandbox.ErrNameTaken):
 		code = codes.AlreadyExists
 	case errors.Is(err, backends.ErrPrecondition):
 		code = codes.FailedPrecondition
-	case errors.Is(err, backends.ErrUnsupported):
-		code = codes.Unimplemented
 	}
 	return status.Error(code, err.Error())
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/crimux/crimux/test/harness"
@@ -63,3 +64,6 @@ func needEnv(t *testing.T) {
 		t.Skip("integration environment not started (-short)")
 	}
 }
+
+// isGvisor reports whether the suite runs on a gVisor handler.
+func isGvisor() bool { return strings.HasPrefix(*runtimeHandler, "gvisor") }

@@ -2,6 +2,9 @@ package test
 
 import (
 	"os"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"os/exec"
 	"strings"
 	"testing"
@@ -10,20 +13,33 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// DNS config becomes the pod's resolv.conf; sysctls apply in the pod.
+// DNS config becomes the pod's resolv.conf; sysctls apply in the pod (runc)
+// or are refused with the reason (gVisor applies almost none).
 func TestPodDNSAndSysctls(t *testing.T) {
 	needEnv(t)
 	pullBusybox(t)
 	pod := podConfig(t, "dns")
 	pod.DnsConfig = &runtime.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"svc.cluster.local"}, Options: []string{"ndots:5"}}
 	pod.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"}
+	files := []string{"cat", "/etc/resolv.conf", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/etc/hosts"}
+	wants := []string{"\n80\n"}
+	if isGvisor() {
+		_, err := env.Runtime.RunPodSandbox(ctx(t), pod, env.Handler)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "net.ipv4.ip_unprivileged_port_start") {
+			t.Fatalf("gVisor pod with an unsupported sysctl: %v", err)
+		}
+		pod = podConfig(t, "dns")
+		pod.DnsConfig = &runtime.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"svc.cluster.local"}, Options: []string{"ndots:5"}}
+		files = []string{"cat", "/etc/resolv.conf", "/etc/hosts"}
+		wants = nil
+	}
 	podID := runPod(t, pod)
 	id := startContainer(t, podID, pod, ctrConfig("c", "sleep", "3600"))
-	out, _, err := env.Runtime.ExecSync(ctx(t), id, []string{"cat", "/etc/resolv.conf", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/etc/hosts"}, 10*time.Second)
+	out, _, err := env.Runtime.ExecSync(ctx(t), id, files, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"search svc.cluster.local", "nameserver 10.96.0.10", "options ndots:5", "\n80\n", podIP(t, podID) + "\tdns"} {
+	for _, want := range append(wants, "search svc.cluster.local", "nameserver 10.96.0.10", "options ndots:5", podIP(t, podID)+"\tdns") {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
@@ -37,6 +53,13 @@ func TestHostNetworkPod(t *testing.T) {
 	pod := podConfig(t, "hostnet")
 	pod.Hostname = ""
 	pod.Linux.SecurityContext = &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE}}
+	if isGvisor() {
+		_, err := env.Runtime.RunPodSandbox(ctx(t), pod, env.Handler)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "hostNetwork") {
+			t.Fatalf("gVisor host-network pod: %v", err)
+		}
+		return
+	}
 	podID := runPod(t, pod)
 	id := startContainer(t, podID, pod, ctrConfig("c", "sleep", "3600"))
 	out, _, err := env.Runtime.ExecSync(ctx(t), id, []string{"sh", "-c", "readlink /proc/self/ns/net; hostname"}, 10*time.Second)
@@ -75,7 +98,7 @@ func TestCrictlInteractive(t *testing.T) {
 		}
 		return string(out)
 	}
-	if out := run("exec -it "+id+" sh -c 'tty; echo exec-$((6*7))'", ""); !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "exec-42") {
+	if out := run("exec -it "+id+" sh -c '[ -t 0 ] && echo is-a-terminal; echo exec-$((6*7))'", ""); !strings.Contains(out, "is-a-terminal") || !strings.Contains(out, "exec-42") {
 		t.Errorf("exec -it output: %q", out)
 	}
 	// attach: what is typed reaches the container's shell, whose output comes back.

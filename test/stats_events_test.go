@@ -18,6 +18,15 @@ func TestOOMKilled(t *testing.T) {
 	c.Linux.Resources = &runtime.LinuxContainerResources{MemoryLimitInBytes: 32 << 20, MemorySwapLimitInBytes: 32 << 20}
 	id := startContainer(t, podID, pod, c)
 	st := waitExited(t, id)
+	if isGvisor() {
+		// gVisor's sentry enforces the limit itself and kills the process
+		// with a signal; no OOM event reaches containerd (see the README).
+		if st.ExitCode < 128 {
+			t.Errorf("gVisor hog was not killed: reason %q exit %d", st.Reason, st.ExitCode)
+		}
+		t.Logf("gVisor hog: reason %q exit %d", st.Reason, st.ExitCode)
+		return
+	}
 	if st.Reason != "OOMKilled" || st.ExitCode != 137 {
 		t.Errorf("hog: reason %q exit %d", st.Reason, st.ExitCode)
 	}

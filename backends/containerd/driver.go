@@ -67,7 +67,7 @@ type Driver struct {
 	stop context.CancelFunc // ends the event watch
 
 	mu       sync.Mutex // guards runtimes and procs
-	runtimes map[string]*Runtime
+	runtimes map[string]backends.Runtime
 	procs    map[string]*proc
 }
 
@@ -90,15 +90,20 @@ func New(o Options) (*Driver, error) {
 		c.Close()
 		return nil, err
 	}
-	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, runtimes: map[string]*Runtime{}, procs: map[string]*proc{}}
-	for name, h := range o.Handlers {
-		d.runtimes[name] = &Runtime{d: d, name: name, h: h, configured: true}
-	}
+	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}}
 	for _, dir := range []string{filepath.Join(o.StateDir, "io"), filepath.Join(o.StateDir, "sandboxes")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("create state dir %q: %w", dir, err)
 		}
+	}
+	for name, h := range o.Handlers {
+		rt, err := d.newRuntime(name, h, true)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		d.runtimes[name] = rt
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stop = cancel
@@ -116,10 +121,25 @@ func (d *Driver) Runtime(handler string) backends.Runtime {
 	if r, ok := d.runtimes[handler]; ok {
 		return r
 	}
-	// A handler that is no longer configured: enough to stop and remove.
+	// A handler that is no longer configured: enough to stop and remove,
+	// which go through containerd whatever the shim was.
 	r := &Runtime{d: d, name: handler, h: conf.DefaultRuncHandler()}
 	d.runtimes[handler] = r
 	return r
+}
+
+func (d *Driver) newRuntime(name string, h conf.Handler, configured bool) (backends.Runtime, error) {
+	r := &Runtime{d: d, name: name, h: h, configured: configured}
+	if h.RuntimeType == conf.RuntimeRunsc {
+		g, err := newGvisorRuntime(r)
+		if err != nil {
+			return nil, err
+		}
+		r.opts = g.runtimeOptions
+		return g, nil
+	}
+	r.opts = r.runcOptions
+	return r, nil
 }
 
 // Ready implements backends.Driver.

@@ -31,6 +31,8 @@ type Runtime struct {
 	h    conf.Handler
 	// configured is false for a handler the configuration no longer has.
 	configured bool
+	// opts returns the runtime options containerd passes to the shim.
+	opts func() (any, error)
 }
 
 var _ backends.Runtime = (*Runtime)(nil)
@@ -63,7 +65,14 @@ func (r *Runtime) usable() error {
 }
 
 func (r *Runtime) runtimeOptions() (any, error) {
-	if r.h.RuntimeType != "io.containerd.runc.v2" {
+	if r.opts == nil {
+		return r.runcOptions()
+	}
+	return r.opts()
+}
+
+func (r *Runtime) runcOptions() (any, error) {
+	if r.h.RuntimeType != conf.RuntimeRunc {
 		return nil, nil
 	}
 	bin := r.h.RuntimePath
