@@ -11,12 +11,14 @@ BIN_DIR      ?= $(PREFIX)/bin
 OUT          := _output/bin
 CONTAINERD_VERSION ?= v2.4.2
 CRI_TOOLS_VERSION  ?= v1.37.0
+GVISOR_VERSION     ?= v0.0.0-20260905035102-160fafc42237
+HANDLERS           ?= runc gvisor
 CRIMUX_SOCKET ?= /run/crimux/crimux.sock
 LOG_DIR      ?= /var/log/crimux
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -X github.com/crimux/crimux/router.Version=$(VERSION)
 
-.PHONY: all build deps packages containerd crictl install up down test unit integration vet fmt clean demo-registry
+.PHONY: all build deps packages containerd crictl gvisor install up down test unit integration bench vet fmt clean demo-registry
 
 all: build
 
@@ -26,7 +28,7 @@ build:
 	$(GO) build -o $(OUT)/crimux-testregistry ./test/cmd/crimux-testregistry
 
 # Everything crimux and its tests need from outside the repo.
-deps: packages containerd crictl
+deps: packages containerd crictl gvisor
 
 packages:
 	@bash hack/install-packages.sh
@@ -36,6 +38,9 @@ containerd:
 
 crictl:
 	@bash hack/install-crictl.sh $(CRI_TOOLS_VERSION) $(BIN_DIR)
+
+gvisor:
+	@bash hack/install-gvisor.sh $(GVISOR_VERSION) $(BIN_DIR)
 
 install: build
 	install -m 0755 $(OUT)/crimux $(OUT)/crimux-pause $(BIN_DIR)/
@@ -54,8 +59,18 @@ vet:
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test$$)
 
+# The integration suite once per handler.
 integration:
-	$(GO) test -count=1 -timeout 30m ./test/ -bin-dir $(BIN_DIR)
+	@for h in $(HANDLERS); do \
+	  echo "== integration tests, handler $$h"; \
+	  $(GO) test -count=1 -timeout 30m ./test/ -bin-dir $(BIN_DIR) -runtime-handler $$h || exit 1; \
+	done
+
+# Benchmarks print what they measure; they assert nothing.
+bench:
+	@for h in $(HANDLERS); do \
+	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 200x ./test/ -bin-dir $(BIN_DIR) -runtime-handler $$h || exit 1; \
+	done
 
 test: deps vet unit integration
 

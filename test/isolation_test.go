@@ -47,8 +47,8 @@ func TestIsolation(t *testing.T) {
 		}
 		return nil
 	})
-	resp, err := rawExecSync(t, other, []string{"wget", "-T", "2", "-qO-", "http://127.0.0.1:8080/"}, 10)
-	if err != nil || resp.ExitCode == 0 {
-		t.Errorf("pod b reached pod a's localhost: %v %v", resp, err)
+	resp, err := rawExecSync(t, other, []string{"timeout", "3", "wget", "-qO-", "http://127.0.0.1:8080/"}, 10)
+	if err != nil || resp.ExitCode == 0 || resp.ExitCode >= 128 {
+		t.Errorf("pod b's attempt on its own localhost:8080 should be refused (exit 1): %v %v", resp, err)
 	}
 }

@@ -145,6 +145,19 @@ namespace = "crimux-test"
 conf_dir = %q
 `, e.Socket, filepath.Join(e.Dir, "root"), filepath.Join(e.Dir, "state"), filepath.Join(e.Dir, "certs.d"),
 		filepath.Join(e.Dir, "crimux-pause"), e.CtrdSock, netDir)
+	cfg += `[handlers.runc]
+runtime_path = "runc"
+[handlers.gvisor]
+runtime_type = "io.containerd.runsc.v1"
+[handlers.gvisor.runsc_config]
+platform = "systrap"
+net-raw = "true"
+# A handler whose runsc can't start a sandbox, for failure tests.
+[handlers.gvisor-broken]
+runtime_type = "io.containerd.runsc.v1"
+[handlers.gvisor-broken.runsc_config]
+platform = "no-such-platform"
+`
 	cfg += o.ExtraConfig
 	if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
 		return nil, err
