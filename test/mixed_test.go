@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/test/harness"
 )
 
 // 5 runc pods and 5 gVisor pods made concurrently on one crimux all reach
@@ -129,6 +132,7 @@ func TestGvisorStartFailure(t *testing.T) {
 	needEnv(t)
 	ipamDir := filepath.Join(env.Dir, "ipam")
 	before := countFiles(ipamDir)
+	shimsBefore := countShims()
 	_, err := env.Runtime.RunPodSandbox(ctx(t), podConfig(t, "broken"), "gvisor-broken")
 	if err == nil {
 		t.Fatal("a sandbox started with a broken runsc platform")
@@ -138,6 +142,23 @@ func TestGvisorStartFailure(t *testing.T) {
 	}
 	if after := countFiles(ipamDir); after != before {
 		t.Errorf("IPAM files %d before, %d after: an address leaked", before, after)
+	}
+	eventually(t, 20*time.Second, "no shim left", func() error {
+		if n := countShims(); n > shimsBefore {
+			return fmt.Errorf("%d shims before, %d after", shimsBefore, n)
+		}
+		return nil
+	})
+	// Each pod has a netns and a shm mount; runsc's shared null-netns
+	// (one per runsc root, by design) is no leak.
+	var ms []string
+	for _, m := range harness.MountsUnder(filepath.Join(env.Dir, "state")) {
+		if filepath.Base(m) != "null-netns" {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) > 2*len(mustPods(t)) {
+		t.Errorf("mounts left under the state dir: %v", ms)
 	}
 	ents, _ := os.ReadDir(filepath.Join(env.Dir, "state", "netns"))
 	pods, _ := env.Runtime.ListPodSandbox(ctx(t), nil)
@@ -162,10 +183,32 @@ func TestGvisorStartFailure(t *testing.T) {
 	}
 }
 
+// countShims counts the shim processes serving this run's containerd.
+func countShims() int {
+	n := 0
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		cmd, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmd), "containerd-shim") && strings.Contains(string(cmd), env.Dir) {
+			n++
+		}
+	}
+	return n
+}
+
+func mustPods(t *testing.T) []*runtime.PodSandbox {
+	pods, err := env.Runtime.ListPodSandbox(ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pods
+}
+
+// countFiles counts host-local's address reservations (files named by IP).
 func countFiles(dir string) int {
 	n := 0
 	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
+		if err == nil && !info.IsDir() && net.ParseIP(info.Name()) != nil {
 			n++
 		}
 		return nil

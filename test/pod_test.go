@@ -436,8 +436,11 @@ func TestRuntimeStatus(t *testing.T) {
 	names := map[string]bool{}
 	for _, h := range st.RuntimeHandlers {
 		names[h.Name] = true
+		if h.Features == nil || h.Features.UserNamespaces || h.Features.RecursiveReadOnlyMounts {
+			t.Errorf("handler %q claims features it lacks: %+v", h.Name, h.Features)
+		}
 	}
-	if !names["runc"] || !names[""] {
+	if !names["runc"] || !names["gvisor"] || !names[""] {
 		t.Errorf("runtime handlers: %v", st.RuntimeHandlers)
 	}
 	v, err := env.Runtime.Version(ctx(t), "v1")
