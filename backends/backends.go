@@ -53,6 +53,13 @@ type Container struct {
 	LogPath string
 }
 
+// User is the identity a container's process runs with.
+type User struct {
+	UID    int64   `json:"uid"`
+	GID    int64   `json:"gid"`
+	Groups []int64 `json:"groups,omitempty"`
+}
+
 // TaskState is what a runtime knows of a sandbox's or container's process.
 type TaskState struct {
 	State    runtime.ContainerState
@@ -110,7 +117,10 @@ type Runtime interface {
 	StopSandbox(ctx context.Context, id string) error
 	// RemoveSandbox deletes everything the runtime holds for the sandbox. Missing is fine.
 	RemoveSandbox(ctx context.Context, id string) error
-	CreateContainer(ctx context.Context, c Container) error
+	// CreateContainer creates the container and returns the identity its
+	// process will run with (uid, gid, supplementary groups), resolved from the
+	// image's /etc/passwd and /etc/group where the config names no numbers.
+	CreateContainer(ctx context.Context, c Container) (User, error)
 	StartContainer(ctx context.Context, id string) (TaskState, error)
 	// StopContainer signals the container and returns once it exited, killing
 	// it after timeout. A missing or stopped container is not an error.
@@ -141,4 +151,25 @@ type PortForwarder interface {
 // while crimux was down (logs, exit watching).
 type Recoverer interface {
 	Recover(ctx context.Context, sandboxes []Sandbox, containers []Container) map[string]TaskState
+}
+
+// Usage is a container's raw resource counters, for the CRI metrics calls.
+// Fields a backend can't measure stay zero.
+type Usage struct {
+	CPUUsageNs, CPUUserNs, CPUSystemNs        uint64
+	CFSPeriods, CFSThrottledPeriods           uint64
+	CFSThrottledNs                            uint64
+	MemCache, MemRSS, MemMappedFile, MemSwap  uint64
+	MemUsage, MemMaxUsage, MemFailcnt         uint64
+	MemKernel, MemWorkingSet                  uint64
+	PgFault, PgMajFault                       uint64
+	Processes, ThreadsMax                     uint64
+	Threads, FileDescriptors, Sockets         uint64
+	FsUsageBytes, FsInodesUsed                uint64
+	FsInodesFree, FsInodesTotal, FsLimitBytes uint64
+}
+
+// Metrics is an optional ability: raw counters for ListPodSandboxMetrics.
+type Metrics interface {
+	Usage(ctx context.Context, id string) (Usage, error)
 }

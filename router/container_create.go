@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/backends"
@@ -29,6 +30,9 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 	if cfg.Image == nil || cfg.Image.Image == "" {
 		return nil, fmt.Errorf("%w: container config has no image", errInvalid)
 	}
+	if sc := cfg.GetLinux().GetSecurityContext(); sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+		return nil, fmt.Errorf("%w: run_as_group is set without run_as_user or run_as_username", errInvalid)
+	}
 	sb, err := r.sandboxes.Get(req.PodSandboxId)
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %q: %w", req.PodSandboxId, err)
@@ -48,6 +52,10 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 			r.containerNames.Release(name, id)
 		}
 	}()
+	cfg, verr := r.resolveImageVolumes(ctx, cfg)
+	if verr != nil {
+		return nil, verr
+	}
 	img, err := r.images.Status(ctx, cfg.Image)
 	if err != nil {
 		return nil, fmt.Errorf("image %q of container %q: %w", cfg.Image.Image, cfg.Metadata.Name, err)
@@ -58,12 +66,14 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 		logPath = filepath.Join(sb.Config.LogDirectory, cfg.LogPath)
 	}
 	bc := backends.Container{ID: id, Sandbox: r.backendSandbox(sb), Config: cfg, Image: imgName, ImageID: img.ID, LogPath: logPath}
-	if err := rt.CreateContainer(ctx, bc); err != nil {
+	user, err := rt.CreateContainer(ctx, bc)
+	if err != nil {
 		return nil, fmt.Errorf("create container %q in pod %s: %w", name, sb.ID, err)
 	}
 	c := sandbox.NewContainer(sandbox.ContainerMetadata{
 		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
 		ImageRef: img.ID, ImageName: imgName, LogPath: logPath, CreatedAt: time.Now().UnixNano(),
+		User: &user,
 	}, sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_CREATED})
 	if err := r.ckpt.SaveContainer(c); err != nil {
 		if rerr := rt.RemoveContainer(context.Background(), id); rerr != nil {
@@ -75,6 +85,30 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 	ok = true
 	r.emit(c, runtime.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return &runtime.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// resolveImageVolumes fills in the image ID of each image volume (which
+// ContainerStatus reports) on a copy of the config.
+func (r *Router) resolveImageVolumes(ctx context.Context, cfg *runtime.ContainerConfig) (*runtime.ContainerConfig, error) {
+	has := false
+	for _, m := range cfg.Mounts {
+		has = has || m.Image != nil && m.Image.Image != ""
+	}
+	if !has {
+		return cfg, nil
+	}
+	cfg = proto.Clone(cfg).(*runtime.ContainerConfig)
+	for _, m := range cfg.Mounts {
+		if m.Image == nil || m.Image.Image == "" {
+			continue
+		}
+		img, err := r.images.Status(ctx, m.Image)
+		if err != nil {
+			return nil, fmt.Errorf("image volume %s: image %q: %w", m.ContainerPath, m.Image.Image, err)
+		}
+		m.Image.ImageRef = img.ID
+	}
+	return cfg, nil
 }
 
 // imageName picks the store name to create a container from: the

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"encoding/json"
+	"sort"
 	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -51,7 +52,13 @@ func (r *Router) containerStatus(c *sandbox.Container) *runtime.ContainerStatus 
 		out.Mounts = append(out.Mounts, &runtime.Mount{
 			ContainerPath: m.ContainerPath, HostPath: m.HostPath, Readonly: m.Readonly,
 			Propagation: m.Propagation, SelinuxRelabel: m.SelinuxRelabel,
+			RecursiveReadOnly: m.RecursiveReadOnly, Image: m.Image, ImageSubPath: m.ImageSubPath,
 		})
+	}
+	if u := c.User; u != nil {
+		groups := append([]int64(nil), u.Groups...)
+		sort.Slice(groups, func(i, j int) bool { return groups[i] < groups[j] })
+		out.User = &runtime.ContainerUser{Linux: &runtime.LinuxContainerUser{Uid: u.UID, Gid: u.GID, SupplementalGroups: groups}}
 	}
 	if res := cfg.GetLinux().GetResources(); res != nil {
 		out.Resources = &runtime.ContainerResources{Linux: res}

@@ -58,9 +58,9 @@ func (f *fakeRuntime) RemoveSandbox(ctx context.Context, id string) error {
 	f.record("RemoveSandbox " + id)
 	return nil
 }
-func (f *fakeRuntime) CreateContainer(ctx context.Context, c backends.Container) error {
+func (f *fakeRuntime) CreateContainer(ctx context.Context, c backends.Container) (backends.User, error) {
 	f.record("CreateContainer " + c.ID)
-	return f.CreateErr
+	return backends.User{UID: 1000, GID: 1000, Groups: []int64{1000, 50}}, f.CreateErr
 }
 func (f *fakeRuntime) StartContainer(ctx context.Context, id string) (backends.TaskState, error) {
 	f.record("StartContainer " + id)

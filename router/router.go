@@ -187,6 +187,7 @@ func (r *Router) TaskOOM(id string) {
 	}
 	_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
 		s.OOMKilled = true
+		s.OOMEvents++
 		if s.State == runtime.ContainerState_CONTAINER_EXITED {
 			s.Reason = "OOMKilled"
 		}

@@ -35,7 +35,12 @@ func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runti
 		netReady.Reason = "NetworkPluginNotReady"
 		netReady.Message = fmt.Sprintf("cni: %v", err)
 	}
-	resp := &runtime.StatusResponse{Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{rtReady, netReady}}}
+	resp := &runtime.StatusResponse{
+		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{rtReady, netReady}},
+		// Merge adds the image's /etc/group memberships, Strict doesn't: both
+		// are how crimux builds a container's groups, for every handler.
+		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true},
+	}
 	for _, name := range r.cfg.HandlerNames() {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: name, Features: r.runtimes[name].Features()})
 		if name == r.cfg.DefaultHandler {

@@ -88,9 +88,16 @@ func (r *Router) podStats(ctx context.Context, sb *sandbox.Sandbox) (*runtime.Po
 	}, nil
 }
 
-// netDev reads the interface counters of a network namespace, loopback excluded.
-func netDev(netns string) ([]*runtime.NetworkInterfaceUsage, error) {
-	var out []*runtime.NetworkInterfaceUsage
+// ifaceCounters are one interface's counters from /proc/net/dev.
+type ifaceCounters struct {
+	name                                  string
+	rxBytes, rxPackets, rxErrors, rxDrops uint64
+	txBytes, txPackets, txErrors, txDrops uint64
+}
+
+// netDevFull reads the interface counters of a network namespace, loopback excluded.
+func netDevFull(netns string) ([]ifaceCounters, error) {
+	var out []ifaceCounters
 	err := sandbox.InNetNS(netns, func() error {
 		f, err := os.Open("/proc/thread-self/net/dev")
 		if err != nil {
@@ -105,19 +112,34 @@ func netDev(netns string) ([]*runtime.NetworkInterfaceUsage, error) {
 			}
 			name = strings.TrimSpace(name)
 			fields := strings.Fields(rest)
-			if name == "lo" || len(fields) < 11 {
+			if name == "lo" || len(fields) < 12 {
 				continue
 			}
-			num := func(i int) *runtime.UInt64Value {
+			n := func(i int) uint64 {
 				v, _ := strconv.ParseUint(fields[i], 10, 64)
-				return &runtime.UInt64Value{Value: v}
+				return v
 			}
-			out = append(out, &runtime.NetworkInterfaceUsage{Name: name, RxBytes: num(0), RxErrors: num(2), TxBytes: num(8), TxErrors: num(10)})
+			out = append(out, ifaceCounters{name, n(0), n(1), n(2), n(3), n(8), n(9), n(10), n(11)})
 		}
 		return s.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read network counters of %s: %w", netns, err)
+	}
+	return out, nil
+}
+
+// netDev is netDevFull in the CRI's terms.
+func netDev(netns string) ([]*runtime.NetworkInterfaceUsage, error) {
+	ifs, err := netDevFull(netns)
+	if err != nil {
+		return nil, err
+	}
+	var out []*runtime.NetworkInterfaceUsage
+	for _, i := range ifs {
+		out = append(out, &runtime.NetworkInterfaceUsage{Name: i.name,
+			RxBytes: &runtime.UInt64Value{Value: i.rxBytes}, RxErrors: &runtime.UInt64Value{Value: i.rxErrors},
+			TxBytes: &runtime.UInt64Value{Value: i.txBytes}, TxErrors: &runtime.UInt64Value{Value: i.txErrors}})
 	}
 	return out, nil
 }

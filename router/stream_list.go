@@ -76,3 +76,14 @@ func (r *Router) StreamImages(req *runtime.StreamImagesRequest, s grpc.ServerStr
 		return s.Send(&runtime.StreamImagesResponse{Images: c})
 	})
 }
+
+// StreamPodSandboxMetrics is ListPodSandboxMetrics in chunks.
+func (r *Router) StreamPodSandboxMetrics(req *runtime.StreamPodSandboxMetricsRequest, s grpc.ServerStreamingServer[runtime.StreamPodSandboxMetricsResponse]) error {
+	resp, err := r.ListPodSandboxMetrics(s.Context(), &runtime.ListPodSandboxMetricsRequest{})
+	if err != nil {
+		return err
+	}
+	return chunks(resp.PodMetrics, func(c []*runtime.PodSandboxMetrics) error {
+		return s.Send(&runtime.StreamPodSandboxMetricsResponse{PodSandboxMetrics: c})
+	})
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
 )
 
 // The sandbox state machine:
@@ -100,6 +102,8 @@ type ContainerMetadata struct {
 	ImageName string `json:"image_name"`
 	LogPath   string `json:"log_path,omitempty"`
 	CreatedAt int64  `json:"created_at"`
+	// User is the identity the container's process runs with.
+	User *backends.User `json:"user,omitempty"`
 }
 
 // ContainerStatus is what changes over a container's life.
@@ -113,6 +117,8 @@ type ContainerStatus struct {
 	Message    string                 `json:"message,omitempty"`
 	// OOMKilled is set when the kernel's OOM killer hit the container.
 	OOMKilled bool `json:"oom_killed,omitempty"`
+	// OOMEvents counts the OOM kills seen in the container.
+	OOMEvents uint64 `json:"oom_events,omitempty"`
 	// Starting is set while StartContainer runs; Removing while RemoveContainer runs.
 	Starting bool `json:"-"`
 	Removing bool `json:"-"`

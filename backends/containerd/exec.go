@@ -129,6 +129,21 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 	if stderr == nil {
 		stderr = io.Discard
 	}
+	// When the client's stdin ends, the exec'd process must see EOF: the shim
+	// holds the stdin fifo open, so tell it with CloseIO.
+	var procRef struct {
+		sync.Mutex
+		p client.Process
+	}
+	if stdin != nil {
+		stdin = &eofReader{r: stdin, onEOF: func() {
+			procRef.Lock()
+			defer procRef.Unlock()
+			if procRef.p != nil {
+				_ = procRef.p.CloseIO(r.d.ctx(context.Background()), client.WithStdinCloser)
+			}
+		}}
+	}
 	opts := []cio.Opt{cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(filepath.Join(r.d.opts.StateDir, "io", "exec"))}
 	if tty {
 		opts = append(opts, cio.WithTerminal)
@@ -151,6 +166,9 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 	if err := process.Start(ctx); err != nil {
 		return 0, fmt.Errorf("start exec in %s: %w", id, mapErr(err))
 	}
+	procRef.Lock()
+	procRef.p = process
+	procRef.Unlock()
 	if resize != nil {
 		go func() {
 			for sz := range resize {
@@ -184,6 +202,21 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 		<-ch
 		return 0, ctx.Err()
 	}
+}
+
+// eofReader calls onEOF once when its reader ends.
+type eofReader struct {
+	r     io.Reader
+	once  sync.Once
+	onEOF func()
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.once.Do(e.onEOF)
+	}
+	return n, err
 }
 
 func appendTerm(env []string) []string {
@@ -226,6 +259,11 @@ func (r *Runtime) Attach(ctx context.Context, id string, s backends.Streams) err
 			_, _ = io.Copy(p.io.stdinW, s.Stdin)
 			if p.io.stdinOnce {
 				p.io.stdinW.Close()
+				// The shim keeps the stdin fifo open; only CloseIO gives the
+				// container's process its EOF.
+				if err := p.task.CloseIO(r.d.ctx(context.Background()), client.WithStdinCloser); err != nil && !isNotFound(err) {
+					r.d.log.Warn("close container stdin", "id", id, "error", err)
+				}
 			}
 		}()
 	}
@@ -236,18 +274,23 @@ func (r *Runtime) Attach(ctx context.Context, id string, s backends.Streams) err
 			}
 		}()
 	}
+	var stdinEnded <-chan struct{}
+	if s.Stdin != nil && p.io.stdinW != nil {
+		stdinEnded = stdinDone
+	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():
-	case <-stdinDoneIfOnce(stdinDone, p.io.stdinOnce):
-		<-p.done
-	}
-	return nil
-}
-
-func stdinDoneIfOnce(c chan struct{}, once bool) <-chan struct{} {
-	if once {
-		return c
+	case <-stdinEnded:
+		// The client closed its stdin. With stdin_once the container's stdin
+		// closed too, and the session lasts until the container's output ends;
+		// otherwise the session ends here and the container keeps its stdin.
+		if p.io.stdinOnce {
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+			}
+		}
 	}
 	return nil
 }

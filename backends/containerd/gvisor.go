@@ -188,14 +188,14 @@ func (g *gvisorRuntime) RunSandbox(ctx context.Context, sb backends.Sandbox) (ba
 }
 
 // CreateContainer implements backends.Runtime.
-func (g *gvisorRuntime) CreateContainer(ctx context.Context, c backends.Container) error {
+func (g *gvisorRuntime) CreateContainer(ctx context.Context, c backends.Container) (backends.User, error) {
 	sc := c.Config.GetLinux().GetSecurityContext()
 	if sc.GetPrivileged() {
-		return fmt.Errorf("%w: handler %q: a gVisor container can't be privileged", backends.ErrUnsupported, g.name)
+		return backends.User{}, fmt.Errorf("%w: handler %q: a gVisor container can't be privileged", backends.ErrUnsupported, g.name)
 	}
 	switch sc.GetNamespaceOptions().GetPid() {
 	case runtime.NamespaceMode_NODE:
-		return fmt.Errorf("%w: handler %q: a gVisor container can't share the node's PID namespace", backends.ErrUnsupported, g.name)
+		return backends.User{}, fmt.Errorf("%w: handler %q: a gVisor container can't share the node's PID namespace", backends.ErrUnsupported, g.name)
 	}
 	return g.Runtime.CreateContainer(ctx, c)
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +35,9 @@ type Runtime struct {
 	configured bool
 	// opts returns the runtime options containerd passes to the shim.
 	opts func() (any, error)
+
+	featuresOnce sync.Once
+	rro          bool // guarded by featuresOnce
 }
 
 var _ backends.Runtime = (*Runtime)(nil)
@@ -52,9 +57,33 @@ type proc struct {
 // Handler implements backends.Runtime.
 func (r *Runtime) Handler() string { return r.name }
 
-// Features implements backends.Runtime.
+// Features implements backends.Runtime: recursive read-only mounts when the
+// OCI runtime lists the "rro" mount option (`runc features`).
 func (r *Runtime) Features() *runtime.RuntimeHandlerFeatures {
-	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false}
+	r.featuresOnce.Do(func() { r.rro = r.probeRRO() })
+	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: r.rro, UserNamespaces: false}
+}
+
+func (r *Runtime) probeRRO() bool {
+	if r.h.RuntimeType != conf.RuntimeRunc || r.h.RuntimePath == "" {
+		return false
+	}
+	out, err := exec.Command(r.h.RuntimePath, "features").Output()
+	if err != nil {
+		return false
+	}
+	var f struct {
+		MountOptions []string `json:"mountOptions"`
+	}
+	if json.Unmarshal(out, &f) != nil {
+		return false
+	}
+	for _, o := range f.MountOptions {
+		if o == "rro" {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Runtime) usable() error {
@@ -413,6 +442,9 @@ func (r *Runtime) deleteContainer(ctx context.Context, id string) error {
 	if err := cont.Delete(ctx, client.WithSnapshotCleanup); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete container %s: %w", id, mapErr(err))
 	}
+	if err := r.removeImageVolumes(ctx, id); err != nil {
+		return err
+	}
 	_ = os.RemoveAll(filepath.Join(r.d.opts.StateDir, "io", id))
 	return nil
 }
@@ -433,37 +465,43 @@ func (r *Runtime) pausePid(ctx context.Context, sandboxID string) (uint32, error
 }
 
 // CreateContainer implements backends.Runtime.
-func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) error {
+func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (backends.User, error) {
 	if err := r.usable(); err != nil {
-		return err
+		return backends.User{}, err
 	}
 	ctx = r.d.ctx(ctx)
 	img, err := r.d.client.GetImage(ctx, c.Image)
 	if err != nil {
-		return fmt.Errorf("image %q: %w", c.Image, mapErr(err))
+		return backends.User{}, fmt.Errorf("image %q: %w", c.Image, mapErr(err))
 	}
 	if err := r.ensureUnpacked(ctx, img); err != nil {
-		return err
+		return backends.User{}, err
 	}
 	ic, err := img.Spec(ctx)
 	if err != nil {
-		return fmt.Errorf("image %q config: %w", c.Image, mapErr(err))
+		return backends.User{}, fmt.Errorf("image %q config: %w", c.Image, mapErr(err))
 	}
 	pid, err := r.pausePid(ctx, c.Sandbox.ID)
 	if err != nil {
-		return err
+		return backends.User{}, err
 	}
 	shm := ""
 	if nsOptions(c.Sandbox).Ipc != runtime.NamespaceMode_NODE {
 		shm = r.d.shmDir(c.Sandbox.ID)
 	}
-	specOpts, err := r.containerSpec(c, ic.Config, pid, shm)
+	vols, err := r.imageVolumes(ctx, c)
 	if err != nil {
-		return err
+		r.cleanupCreate(c.ID)
+		return backends.User{}, err
+	}
+	specOpts, err := r.containerSpec(c, ic.Config, pid, shm, vols)
+	if err != nil {
+		r.cleanupCreate(c.ID)
+		return backends.User{}, err
 	}
 	rtOpts, err := r.runtimeOptions()
 	if err != nil {
-		return err
+		return backends.User{}, err
 	}
 	stdin := ""
 	if c.Config.Stdin {
@@ -481,7 +519,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) err
 		labelTTY:     fmt.Sprint(c.Config.Tty),
 		labelStopSig: ic.Config.StopSignal,
 	}
-	_, err = r.d.client.NewContainer(ctx, c.ID,
+	cont, err := r.d.client.NewContainer(ctx, c.ID,
 		client.WithSnapshotter(r.h.Snapshotter),
 		client.WithNewSnapshot(c.ID, img),
 		client.WithImageName(img.Name()),
@@ -490,9 +528,31 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) err
 		client.WithContainerLabels(labels),
 	)
 	if err != nil {
-		return fmt.Errorf("create container: %w", mapErr(err))
+		r.cleanupCreate(c.ID)
+		return backends.User{}, fmt.Errorf("create container: %w", mapErr(err))
 	}
-	return nil
+	spec, err := cont.Spec(ctx)
+	if err != nil {
+		return backends.User{}, mapErr(err)
+	}
+	u := backends.User{UID: int64(spec.Process.User.UID), GID: int64(spec.Process.User.GID)}
+	seen := map[int64]bool{}
+	for _, g := range spec.Process.User.AdditionalGids {
+		if !seen[int64(g)] {
+			seen[int64(g)] = true
+			u.Groups = append(u.Groups, int64(g))
+		}
+	}
+	return u, nil
+}
+
+// cleanupCreate undoes what a failed CreateContainer made.
+func (r *Runtime) cleanupCreate(id string) {
+	ctx, cancel := r.d.cleanupCtx()
+	defer cancel()
+	if err := r.removeImageVolumes(ctx, id); err != nil {
+		r.d.log.Warn("roll back image volumes", "id", id, "error", err)
+	}
 }
 
 type cioAttach = cio.Attach

@@ -177,6 +177,10 @@ func withSysctls(sysctls map[string]string) oci.SpecOpts {
 }
 
 func seccompOpt(p *runtime.SecurityProfile) (oci.SpecOpts, error) {
+	if p == nil {
+		// No profile is unconfined (the zero ProfileType is RuntimeDefault).
+		return oci.WithSeccompUnconfined, nil
+	}
 	switch p.GetProfileType() {
 	case runtime.SecurityProfile_RuntimeDefault:
 		return seccomp.WithDefaultProfile(), nil
@@ -246,7 +250,7 @@ func propagation(p runtime.MountPropagation) string {
 }
 
 // containerSpec builds a container's spec; pausePid is the sandbox's pause process.
-func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pausePid uint32, shmDir string) ([]oci.SpecOpts, error) {
+func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pausePid uint32, shmDir string, imageVols map[int]string) ([]oci.SpecOpts, error) {
 	cfg := c.Config
 	sb := c.Sandbox
 	nsOpts := nsOptions(sb)
@@ -303,7 +307,11 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 	if !own["/dev/shm"] && shmDir != "" {
 		mounts = append(mounts, specs.Mount{Source: shmDir, Destination: "/dev/shm", Type: "bind", Options: []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}})
 	}
-	for _, m := range cfg.Mounts {
+	for i, m := range cfg.Mounts {
+		if src, ok := imageVols[i]; ok {
+			mounts = append(mounts, specs.Mount{Source: src, Destination: m.ContainerPath, Type: "bind", Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}})
+			continue
+		}
 		if m.HostPath == "" || m.ContainerPath == "" {
 			return nil, fmt.Errorf("%w: mount needs host_path and container_path: %v", backends.ErrInvalid, m)
 		}
@@ -320,7 +328,14 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 		if m.Readonly {
 			mode = "ro"
 		}
-		mounts = append(mounts, specs.Mount{Source: src, Destination: m.ContainerPath, Type: "bind", Options: []string{"rbind", propagation(m.Propagation), mode}})
+		opts := []string{"rbind", propagation(m.Propagation), mode}
+		if m.RecursiveReadOnly {
+			if err := r.checkRRO(m); err != nil {
+				return nil, err
+			}
+			opts = append(opts, "rro")
+		}
+		mounts = append(mounts, specs.Mount{Source: src, Destination: m.ContainerPath, Type: "bind", Options: opts})
 	}
 	opts = append(opts, oci.WithMounts(mounts), withRootPropagation(cfg.Mounts))
 
@@ -396,6 +411,21 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 	return opts, nil
 }
 
+// checkRRO validates a recursive read-only mount: the runtime must support it
+// (runc's "rro" option, kernel mount_setattr), and it must be read-only and private.
+func (r *Runtime) checkRRO(m *runtime.Mount) error {
+	if !r.Features().RecursiveReadOnlyMounts {
+		return fmt.Errorf("%w: handler %q does not support recursive read-only mounts (%s)", backends.ErrInvalid, r.name, m.ContainerPath)
+	}
+	if !m.Readonly {
+		return fmt.Errorf("%w: recursive read-only mount %s needs readonly: true", backends.ErrInvalid, m.ContainerPath)
+	}
+	if m.Propagation != runtime.MountPropagation_PROPAGATION_PRIVATE {
+		return fmt.Errorf("%w: recursive read-only mount %s needs private propagation, not %s", backends.ErrInvalid, m.ContainerPath, m.Propagation)
+	}
+	return nil
+}
+
 // withRootPropagation makes the rootfs shared or slave when a mount needs it.
 func withRootPropagation(ms []*runtime.Mount) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
@@ -436,7 +466,9 @@ func capsOpt(c *runtime.Capability) oci.SpecOpts {
 		}
 		for _, a := range add {
 			if a == "ALL" {
-				if err := oci.WithAllKnownCapabilities(ctx, cl, ct, s); err != nil {
+				// All that crimux itself holds: a capability the runtime
+				// lacks (CAP_SYS_RESOURCE in some sandboxes) can't be granted.
+				if err := oci.WithAllCurrentCapabilities(ctx, cl, ct, s); err != nil {
 					return err
 				}
 			}

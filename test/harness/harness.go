@@ -65,6 +65,12 @@ type Options struct {
 	Handler string
 	// ExtraConfig is appended to crimux's config file.
 	ExtraConfig string
+	// ExtraImages pushes more images into the registry.
+	ExtraImages func(reg *images.Registry) error
+	// MirrorHosts are more registries to mirror to the local one.
+	MirrorHosts []string
+	// LogLevel is crimux's log level (default debug).
+	LogLevel string
 }
 
 func randHex(n int) string {
@@ -115,7 +121,12 @@ func Start(o Options) (_ *Env, retErr error) {
 	if err := PushTestImages(reg); err != nil {
 		return nil, err
 	}
-	if err := reg.WriteMirrors(filepath.Join(e.Dir, "certs.d"), "docker.io", "registry.k8s.io", "crimux.test"); err != nil {
+	if o.ExtraImages != nil {
+		if err := o.ExtraImages(reg); err != nil {
+			return nil, err
+		}
+	}
+	if err := reg.WriteMirrors(filepath.Join(e.Dir, "certs.d"), append([]string{"docker.io", "registry.k8s.io", "crimux.test"}, o.MirrorHosts...)...); err != nil {
 		return nil, err
 	}
 	// A network of the run's own; no masquerade, so traffic stays in the node.
@@ -135,7 +146,7 @@ func Start(o Options) (_ *Env, retErr error) {
 	cfg := fmt.Sprintf(`socket = %q
 root_dir = %q
 state_dir = %q
-log_level = "debug"
+log_level = %q
 registry_hosts_dir = %q
 pause_binary = %q
 [containerd]
@@ -143,7 +154,7 @@ address = %q
 namespace = "crimux-test"
 [cni]
 conf_dir = %q
-`, e.Socket, filepath.Join(e.Dir, "root"), filepath.Join(e.Dir, "state"), filepath.Join(e.Dir, "certs.d"),
+`, e.Socket, filepath.Join(e.Dir, "root"), filepath.Join(e.Dir, "state"), logLevel(o.LogLevel), filepath.Join(e.Dir, "certs.d"),
 		filepath.Join(e.Dir, "crimux-pause"), e.CtrdSock, netDir)
 	cfg += `[handlers.runc]
 runtime_path = "runc"
@@ -166,6 +177,13 @@ platform = "no-such-platform"
 		return nil, err
 	}
 	return e, nil
+}
+
+func logLevel(l string) string {
+	if l == "" {
+		return "debug"
+	}
+	return l
 }
 
 func goEnv(k string) string {
@@ -332,7 +350,7 @@ func Sweep() {
 		dir := filepath.Join(BaseDir, ent.Name())
 		if b, err := os.ReadFile(filepath.Join(dir, "owner.pid")); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() && unix.Kill(pid, 0) == nil {
-				if isGoTest(pid) {
+				if isLiveRun(pid) {
 					continue // a concurrent live run
 				}
 			}
@@ -355,9 +373,11 @@ func Sweep() {
 	}
 }
 
-func isGoTest(pid int) bool {
+// isLiveRun reports whether pid is a test binary or critest runner that
+// still owns its run dir (a pid reused by another program does not count).
+func isLiveRun(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && strings.Contains(string(b), ".test")
+	return err == nil && (strings.Contains(string(b), ".test") || strings.Contains(string(b), "critest"))
 }
 
 // cleanDir kills the run's processes (crimux, containerd, its shims and

@@ -30,6 +30,44 @@ import (
 // execs when reached through hardlinks (busybox-static runs them in-process).
 const BusyboxPath = "/usr/bin/busybox"
 
+// Layer builds one image layer.
+type Layer = tarBuilder
+
+// NewLayer starts an empty layer.
+func NewLayer() *Layer { return newTar() }
+
+// Dir adds a directory.
+func (t *tarBuilder) Dir(p string, mode int64) { t.dir(p, mode) }
+
+// File adds a regular file (mode may carry setuid bits).
+func (t *tarBuilder) File(p string, mode int64, data []byte) { t.file(p, mode, data) }
+
+// HostFile copies a host file into the layer at the same path.
+func (t *tarBuilder) HostFile(p string) error { return t.hostFile(p) }
+
+// HostBinary copies a host binary and the shared libraries it needs.
+func (t *tarBuilder) HostBinary(p string) error {
+	if err := t.hostFile(p); err != nil {
+		return err
+	}
+	ls, err := libs(p)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if t.seen[strings.TrimPrefix(l, "/")] {
+			continue
+		}
+		if err := t.hostFile(l); err != nil {
+			return fmt.Errorf("copy library %s: %w", l, err)
+		}
+	}
+	return nil
+}
+
+// Build finishes the layer.
+func (t *tarBuilder) Build() (v1.Layer, error) { return t.layer() }
+
 // tarBuilder writes a layer.
 type tarBuilder struct {
 	buf  bytes.Buffer
@@ -201,6 +239,15 @@ func WithConfig(img v1.Image, f func(*v1.Config)) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
+// WithLayer returns img with one more layer.
+func WithLayer(img v1.Image, l *Layer) (v1.Image, error) {
+	layer, err := l.Build()
+	if err != nil {
+		return nil, err
+	}
+	return mutate.AppendLayers(img, layer)
+}
+
 // WithFile returns img with one more layer holding a file.
 func WithFile(img v1.Image, p string, mode int64, data []byte) (v1.Image, error) {
 	t := newTar()
@@ -261,6 +308,9 @@ func (r *Registry) WriteMirrors(dir string, hosts ...string) error {
 		server := "https://" + h
 		if h == "docker.io" {
 			server = "https://registry-1.docker.io"
+		}
+		if _, err := os.Stat(filepath.Join(d, "hosts.toml")); err == nil {
+			continue // written already for this host
 		}
 		body := fmt.Sprintf("server = %q\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", server, r.Host)
 		if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(body), 0o644); err != nil {

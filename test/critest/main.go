@@ -1,0 +1,227 @@
+// Command critest runs the Kubernetes CRI validation suite (critest, from
+// sigs.k8s.io/cri-tools) against a crimux of its own, once per handler, fully
+// offline: it starts containerd and crimux with the integration harness, builds
+// the images critest pulls and serves them from a local registry that crimux's
+// mirror configuration redirects critest's registries to. It writes the junit
+// report, prints "N passed, N failed, N skipped", and fails on any failure.
+//
+//	go run ./test/critest -handler runc [-benchmark] [-critest /usr/local/bin/critest]
+package main
+
+import (
+	"bufio"
+	"encoding/xml"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/crimux/crimux/test/harness"
+	"github.com/crimux/crimux/test/images"
+)
+
+func main() {
+	handler := flag.String("handler", "runc", "runtime handler critest runs pods with")
+	critestBin := flag.String("critest", "/usr/local/bin/critest", "the critest binary (make critest-bin builds it)")
+	binDir := flag.String("bin-dir", "/usr/local/bin", "where containerd 2.x and the shims are")
+	skipFile := flag.String("skip-list", "", "skip list (default test/critest/skip.txt)")
+	outDir := flag.String("out", "_output/critest", "where the junit report and logs go")
+	benchmark := flag.Bool("benchmark", false, "run critest -benchmark instead of the validation suite")
+	focus := flag.String("focus", "", "only specs matching this regexp (for debugging)")
+	flag.Parse()
+	repo := repoRoot()
+	if *skipFile == "" {
+		*skipFile = filepath.Join(repo, "test", "critest", "skip.txt")
+	}
+	code, err := run(repo, *handler, *critestBin, *binDir, *skipFile, *outDir, *focus, *benchmark)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "critest: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+}
+
+// skipEntry is one line of the skip list: a spec pattern and why it can't pass.
+type skipEntry struct {
+	handler, pattern, reason string
+}
+
+// loadSkips reads lines of "handler | regexp | reason"; handler "all" applies
+// to every handler. Every entry must give a reason.
+func loadSkips(path, handler string) ([]skipEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []skipEntry
+	s := bufio.NewScanner(f)
+	for n := 1; s.Scan(); n++ {
+		line := strings.TrimSpace(s.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		parts := strings.SplitN(line, " | ", 3)
+		if len(parts) != 3 || strings.TrimSpace(parts[2]) == "" {
+			return nil, fmt.Errorf("%s:%d: want \"handler | regexp | reason\"", path, n)
+		}
+		e := skipEntry{strings.TrimSpace(parts[0]), strings.TrimSpace(parts[1]), strings.TrimSpace(parts[2])}
+		if _, err := regexp.Compile(e.pattern); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		if e.handler == "all" || e.handler == handler {
+			out = append(out, e)
+		}
+	}
+	return out, s.Err()
+}
+
+func run(repo, handler, critestBin, binDir, skipFile, outDir, focus string, benchmark bool) (int, error) {
+	if _, err := os.Stat(critestBin); err != nil {
+		return 0, fmt.Errorf("critest binary: %w (make critest-bin builds it)", err)
+	}
+	skips, err := loadSkips(skipFile, handler)
+	if err != nil {
+		return 0, err
+	}
+	progs, err := os.MkdirTemp("", "critest-progs-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(progs)
+	if err := buildProgs(repo, progs); err != nil {
+		return 0, err
+	}
+	imgs, err := critestImages(progs)
+	if err != nil {
+		return 0, err
+	}
+	env, err := harness.Start(harness.Options{
+		RepoRoot: repo, BinDir: binDir, Handler: handler, MirrorHosts: mirrorHosts, LogLevel: "info",
+		ExtraImages: func(reg *images.Registry) error {
+			for path, img := range imgs {
+				if _, err := reg.Push(path, img); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer env.Stop()
+	abs, _ := filepath.Abs(outDir)
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return 0, err
+	}
+	name := "critest-" + handler
+	if benchmark {
+		name = "critest-bench-" + handler
+	}
+	report := filepath.Join(abs, name+".xml")
+	args := []string{
+		"-runtime-endpoint", "unix://" + env.Socket,
+		"-image-endpoint", "unix://" + env.Socket,
+		"-runtime-handler", handler,
+		"-ginkgo.junit-report", report,
+		"-ginkgo.no-color",
+	}
+	if benchmark {
+		args = append(args, "-benchmark", "-benchmarking-output-dir", filepath.Join(abs, name))
+	}
+	var pats []string
+	for _, s := range skips {
+		pats = append(pats, s.pattern)
+	}
+	if len(pats) > 0 {
+		args = append(args, "-ginkgo.skip", strings.Join(pats, "|"))
+	}
+	if focus != "" {
+		args = append(args, "-ginkgo.focus", focus)
+	}
+	logPath := filepath.Join(abs, name+".log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return 0, err
+	}
+	defer lf.Close()
+	cmd := exec.Command(critestBin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.Dir = abs
+	start := time.Now()
+	fmt.Printf("running critest for handler %s (log: %s)\n", handler, logPath)
+	runErr := cmd.Run()
+	passed, failed, skipped, failures, err := parseReport(report)
+	if err != nil {
+		return 0, fmt.Errorf("critest did not write a report (%v): %w; see %s", runErr, err, logPath)
+	}
+	_ = os.WriteFile(filepath.Join(abs, name+".crimux.log"), []byte(env.Logs()), 0o644)
+	fmt.Printf("critest handler %s took %s; report %s\n", handler, time.Since(start).Round(time.Second), report)
+	for _, f := range failures {
+		fmt.Printf("FAILED: %s\n", f)
+	}
+	fmt.Printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped)
+	if failed > 0 {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+type junit struct {
+	Suites []struct {
+		Cases []struct {
+			Name    string    `xml:"name,attr"`
+			Status  string    `xml:"status,attr"`
+			Failure *struct{} `xml:"failure"`
+			Error   *struct{} `xml:"error"`
+			Skipped *struct{} `xml:"skipped"`
+		} `xml:"testcase"`
+	} `xml:"testsuite"`
+}
+
+func parseReport(path string) (passed, failed, skipped int, failures []string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, 0, nil, err
+	}
+	var j junit
+	if err := xml.Unmarshal(b, &j); err != nil {
+		return 0, 0, 0, nil, err
+	}
+	for _, s := range j.Suites {
+		for _, c := range s.Cases {
+			// Ginkgo's suite-level setup nodes are not specs.
+			if strings.HasPrefix(c.Name, "[SynchronizedBeforeSuite]") || strings.HasPrefix(c.Name, "[BeforeSuite]") ||
+				strings.HasPrefix(c.Name, "[AfterSuite]") || strings.HasPrefix(c.Name, "[SynchronizedAfterSuite]") || strings.HasPrefix(c.Name, "[ReportAfterSuite]") {
+				if c.Failure != nil || c.Error != nil {
+					failed++
+					failures = append(failures, c.Name)
+				}
+				continue
+			}
+			switch {
+			case c.Failure != nil || c.Error != nil:
+				failed++
+				failures = append(failures, c.Name)
+			case c.Skipped != nil || c.Status == "skipped" || c.Status == "pending":
+				skipped++
+			default:
+				passed++
+			}
+		}
+	}
+	sort.Strings(failures)
+	return passed, failed, skipped, failures, nil
+}
