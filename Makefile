@@ -18,7 +18,7 @@ LOG_DIR      ?= /var/log/crimux
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -X github.com/crimux/crimux/router.Version=$(VERSION)
 
-.PHONY: all build deps packages containerd crictl gvisor install up down test unit integration bench vet fmt clean demo-registry
+.PHONY: all build deps packages containerd crictl gvisor critest-bin critest critest-bench install up down test unit integration bench vet fmt clean demo-registry
 
 all: build
 
@@ -28,7 +28,7 @@ build:
 	$(GO) build -o $(OUT)/crimux-testregistry ./test/cmd/crimux-testregistry
 
 # Everything crimux and its tests need from outside the repo.
-deps: packages containerd crictl gvisor
+deps: packages containerd crictl gvisor critest-bin
 
 packages:
 	@bash hack/install-packages.sh
@@ -41,6 +41,26 @@ crictl:
 
 gvisor:
 	@bash hack/install-gvisor.sh $(GVISOR_VERSION) $(BIN_DIR)
+
+critest-bin:
+	@bash hack/install-critest.sh $(CRI_TOOLS_VERSION) $(BIN_DIR)
+
+# The CRI validation suite against a crimux of its own, per handler
+# (make critest HANDLER=gvisor for one). Fails on any failure not in
+# test/critest/skip.txt; the junit reports go to _output/critest.
+HANDLER ?= $(HANDLERS)
+critest: critest-bin
+	@for h in $(HANDLER); do \
+	  $(GO) run ./test/critest -handler $$h -bin-dir $(BIN_DIR) -critest $(BIN_DIR)/critest || exit 1; \
+	done
+
+# critest -benchmark per handler; its JSON results are kept in
+# test/critest/bench/<handler>/ for later comparison.
+critest-bench: critest-bin
+	@for h in $(HANDLER); do \
+	  $(GO) run ./test/critest -handler $$h -benchmark -bin-dir $(BIN_DIR) -critest $(BIN_DIR)/critest || exit 1; \
+	  mkdir -p test/critest/bench/$$h && cp _output/critest/critest-bench-$$h/*.json test/critest/bench/$$h/; \
+	done
 
 install: build
 	install -m 0755 $(OUT)/crimux $(OUT)/crimux-pause $(BIN_DIR)/

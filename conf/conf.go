@@ -144,14 +144,15 @@ func DefaultHandlers() map[string]Handler {
 }
 
 // DefaultGvisorHandler is the built-in gvisor handler: gVisor's shim with runsc
-// on the systrap platform, raw sockets allowed (as runc allows CAP_NET_RAW).
+// on the systrap platform, raw sockets allowed (as runc allows CAP_NET_RAW),
+// and the pod's OCI seccomp profile enforced inside the sandbox too.
 func DefaultGvisorHandler() Handler {
 	return Handler{
 		Driver:      "containerd",
 		RuntimeType: RuntimeRunsc,
 		RuntimePath: "runsc",
 		Snapshotter: "overlayfs",
-		RunscConfig: map[string]string{"platform": "systrap", "net-raw": "true"},
+		RunscConfig: map[string]string{"platform": "systrap", "net-raw": "true", "oci-seccomp": "true"},
 	}
 }
 

@@ -34,6 +34,9 @@ func (r *Router) StartContainer(ctx context.Context, req *runtime.StartContainer
 		_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) { s.Starting = false; return s, nil })
 		return nil, fmt.Errorf("%w: pod sandbox %s is not ready", backends.ErrPrecondition, sb.ID)
 	}
+	// The start time is taken before the process starts: its exit, which
+	// containerd timestamps, can't come before it.
+	startedAt := time.Now().UnixNano()
 	ts, err := r.runtimeOf(sb).StartContainer(ctx, c.ID)
 	if err != nil {
 		_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
@@ -55,7 +58,7 @@ func (r *Router) StartContainer(ctx context.Context, req *runtime.StartContainer
 			s.State = runtime.ContainerState_CONTAINER_RUNNING
 			s.Pid = ts.Pid
 		}
-		s.StartedAt = time.Now().UnixNano()
+		s.StartedAt = startedAt
 		if s.FinishedAt != 0 && s.FinishedAt < s.StartedAt {
 			s.StartedAt = s.FinishedAt
 		}

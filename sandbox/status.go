@@ -168,7 +168,7 @@ func (c *Container) Exited(code int32, at time.Time, reason string) bool {
 		st.State = runtime.ContainerState_CONTAINER_EXITED
 		st.ExitCode = code
 		st.FinishedAt = at.UnixNano()
-		if st.StartedAt == 0 {
+		if st.StartedAt == 0 || st.StartedAt > st.FinishedAt {
 			st.StartedAt = st.FinishedAt
 		}
 		st.Pid = 0

@@ -436,7 +436,9 @@ func TestRuntimeStatus(t *testing.T) {
 	names := map[string]bool{}
 	for _, h := range st.RuntimeHandlers {
 		names[h.Name] = true
-		if h.Features == nil || h.Features.UserNamespaces || h.Features.RecursiveReadOnlyMounts {
+		// Recursive read-only mounts are claimed where they work; that they
+		// do is TestRecursiveReadOnlyMount's business.
+		if h.Features == nil || h.Features.UserNamespaces {
 			t.Errorf("handler %q claims features it lacks: %+v", h.Name, h.Features)
 		}
 	}

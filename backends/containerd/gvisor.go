@@ -37,6 +37,7 @@ var _ backends.Recoverer = (*gvisorRuntime)(nil)
 // newGvisorRuntime writes the shim's config file (binary, root, runsc flags)
 // so operators set runsc flags in crimux's config only.
 func newGvisorRuntime(r *Runtime) (*gvisorRuntime, error) {
+	r.rroNative = true
 	g := &gvisorRuntime{Runtime: r}
 	bin, err := exec.LookPath(r.h.RuntimePath)
 	if err != nil {
@@ -81,9 +82,11 @@ func (g *gvisorRuntime) runtimeOptions() (any, error) {
 	return &runtimeoptions.Options{TypeUrl: "io.containerd.runsc.v1.options", ConfigPath: g.configPath}, nil
 }
 
-// Features implements backends.Runtime: what gVisor's sandbox supports.
+// Features implements backends.Runtime: what gVisor's sandbox supports. Its
+// read-only bind mounts are always recursive, so recursive read-only mounts
+// work (and non-recursive ones can't be had).
 func (g *gvisorRuntime) Features() *runtime.RuntimeHandlerFeatures {
-	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false}
+	return g.Runtime.Features()
 }
 
 // runscArgs are the global flags every runsc call for this handler needs.
@@ -167,9 +170,6 @@ func (g *gvisorRuntime) checkSandbox(sb backends.Sandbox) error {
 		if mode == runtime.NamespaceMode_NODE {
 			return fmt.Errorf("%w: handler %q: a gVisor sandbox can't share the node's %s namespace", backends.ErrUnsupported, g.name, what)
 		}
-	}
-	if sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
-		return fmt.Errorf("%w: handler %q: a gVisor sandbox can't be privileged", backends.ErrUnsupported, g.name)
 	}
 	for k := range sb.Config.GetLinux().GetSysctls() {
 		if !runscSysctls[k] {

@@ -38,6 +38,9 @@ type Runtime struct {
 
 	featuresOnce sync.Once
 	rro          bool // guarded by featuresOnce
+	// rroNative is set where every read-only bind mount is recursive
+	// already (gVisor), so no "rro" option is passed.
+	rroNative bool
 }
 
 var _ backends.Runtime = (*Runtime)(nil)
@@ -60,7 +63,7 @@ func (r *Runtime) Handler() string { return r.name }
 // Features implements backends.Runtime: recursive read-only mounts when the
 // OCI runtime lists the "rro" mount option (`runc features`).
 func (r *Runtime) Features() *runtime.RuntimeHandlerFeatures {
-	r.featuresOnce.Do(func() { r.rro = r.probeRRO() })
+	r.featuresOnce.Do(func() { r.rro = r.rroNative || r.probeRRO() })
 	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: r.rro, UserNamespaces: false}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -333,7 +335,9 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 			if err := r.checkRRO(m); err != nil {
 				return nil, err
 			}
-			opts = append(opts, "rro")
+			if !r.rroNative {
+				opts = append(opts, "rro")
+			}
 		}
 		mounts = append(mounts, specs.Mount{Source: src, Destination: m.ContainerPath, Type: "bind", Options: opts})
 	}
@@ -518,14 +522,18 @@ func userOpts(sc *runtime.LinuxContainerSecurityContext, imageUser string) []oci
 	if sc.GetSupplementalGroupsPolicy() != runtime.SupplementalGroupsPolicy_Strict {
 		opts = append(opts, oci.WithAdditionalGIDs(userStr))
 	}
-	if groups := sc.GetSupplementalGroups(); len(groups) > 0 {
-		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-			for _, g := range groups {
-				s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
-			}
-			return nil
-		})
-	}
+	groups := sc.GetSupplementalGroups()
+	opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		for _, g := range groups {
+			s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
+		}
+		// Sorted and without duplicates, as Linux keeps them; runtimes that
+		// don't sort (gVisor) then show the same order.
+		gids := s.Process.User.AdditionalGids
+		sort.Slice(gids, func(i, j int) bool { return gids[i] < gids[j] })
+		s.Process.User.AdditionalGids = slices.Compact(gids)
+		return nil
+	})
 	return opts
 }
 

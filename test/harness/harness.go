@@ -163,6 +163,7 @@ runtime_type = "io.containerd.runsc.v1"
 [handlers.gvisor.runsc_config]
 platform = "systrap"
 net-raw = "true"
+oci-seccomp = "true"
 # A handler whose runsc can't start a sandbox, for failure tests.
 [handlers.gvisor-broken]
 runtime_type = "io.containerd.runsc.v1"
