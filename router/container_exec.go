@@ -155,31 +155,5 @@ func (s StreamRuntime) PortForward(ctx context.Context, podSandboxID string, por
 		return fmt.Errorf("port forward to %d in pod %s: %w", port, sb.ID, err)
 	}
 	defer conn.Close()
-	errc := make(chan error, 2)
-	go func() {
-		_, err := io.Copy(conn, stream)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		errc <- err
-	}()
-	go func() {
-		_, err := io.Copy(stream, conn)
-		errc <- err
-	}()
-	select {
-	case err := <-errc:
-		if err != nil {
-			return err
-		}
-		// One direction finished; wait for the other, bounded by ctx.
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return nil
-		}
-	case <-ctx.Done():
-		return nil
-	}
+	return backends.Splice(ctx, stream, conn)
 }

@@ -2,7 +2,6 @@ package containerd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -133,31 +132,7 @@ func (g *gvisorRuntime) PortForward(ctx context.Context, sandboxID string, port 
 		return fmt.Errorf("port forward accept: %w", err)
 	}
 	defer conn.Close()
-	errc := make(chan error, 2)
-	go func() {
-		_, err := io.Copy(conn, stream)
-		if uc, ok := conn.(*net.UnixConn); ok {
-			_ = uc.CloseWrite()
-		}
-		errc <- err
-	}()
-	go func() {
-		_, err := io.Copy(stream, conn)
-		errc <- err
-	}()
-	select {
-	case err := <-errc:
-		if err != nil && !errors.Is(err, net.ErrClosed) {
-			return err
-		}
-		select {
-		case <-errc:
-		case <-ctx.Done():
-		}
-		return nil
-	case <-ctx.Done():
-		return nil
-	}
+	return backends.Splice(ctx, stream, conn)
 }
 
 // runscSysctls are the sysctls runsc applies from a pod spec; it ignores others.

@@ -95,7 +95,13 @@ func (s *Images) Pull(ctx context.Context, ref string, auth *image.Auth, snapsho
 			}
 		}
 	}
-	return s.Get(ctx, ref)
+	// The pulled image itself, not a fresh lookup: a concurrent RemoveImage
+	// of the same image must not turn a finished pull into NotFound.
+	cfg, err := img.Config(ctx)
+	if err != nil {
+		return image.Image{}, fmt.Errorf("pull image %q: config: %w", ref, mapErr(err))
+	}
+	return image.Image{ID: cfg.Digest.String(), RepoTags: []string{ref}}, nil
 }
 
 func (s *Images) putName(ctx context.Context, name string, target ocispec.Descriptor) error {
@@ -225,12 +231,18 @@ func (s *Images) Remove(ctx context.Context, id string) error {
 		}
 	}
 	is := s.d.client.ImageService()
+	sort.Strings(names)
 	for i, n := range names {
+		// A pull of the same name finishes first: its caller gets the image
+		// it pulled before this removal (and its GC) can take the content.
+		unlock := s.lockRef(n)
 		var opts []images.DeleteOpt
 		if i == len(names)-1 {
 			opts = append(opts, images.SynchronousDelete())
 		}
-		if err := is.Delete(ctx, n, opts...); err != nil && !isNotFound(err) {
+		err := is.Delete(ctx, n, opts...)
+		unlock()
+		if err != nil && !isNotFound(err) {
 			return fmt.Errorf("remove image %q: %w", n, err)
 		}
 	}

@@ -139,7 +139,12 @@ func run(repo, handler, critestBin, binDir, skipFile, outDir, focus string, benc
 		"-ginkgo.no-color",
 	}
 	if benchmark {
-		args = append(args, "-benchmark", "-benchmarking-output-dir", filepath.Join(abs, name))
+		out := filepath.Join(abs, name)
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return 0, err
+		}
+		args = append(args, "-benchmark", "-benchmarking-output-dir", out,
+			"-benchmarking-params-file", filepath.Join(repo, "test", "critest", "benchmark.yaml"))
 	}
 	var pats []string
 	for _, s := range skips {
