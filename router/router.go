@@ -280,9 +280,8 @@ func (r *Router) Recover(ctx context.Context) error {
 
 // Internal error kinds of the router itself; backends and stores have their own.
 var (
-	errInvalid      = errors.New("invalid argument")
-	errNotFound     = errors.New("not found")
-	errPrecondition = backends.ErrPrecondition
+	errInvalid  = errors.New("invalid argument")
+	errNotFound = errors.New("not found")
 )
 
 // toStatus maps an internal error to a gRPC status, once, at the boundary.

@@ -155,10 +155,12 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 			delete(d.procs, p.id)
 		}
 		d.mu.Unlock()
-		close(p.done)
+		// Tell the listener first: whoever waits on done (StopContainer)
+		// returns to a caller that expects the recorded state to be EXITED.
 		if d.opts.Listener != nil {
 			d.opts.Listener.TaskExited(p.id, ts)
 		}
+		close(p.done)
 	}()
 }
 
