@@ -380,3 +380,27 @@ func TestToStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestUsernsValidation(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	for _, tc := range []struct {
+		desc string
+		u    *runtime.UserNamespace
+		ok   bool
+	}{
+		{desc: "node", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE}, ok: true},
+		{desc: "node with mappings", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE, Uids: []*runtime.IDMapping{{Length: 1}}}},
+		{desc: "pod (not offered)", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: []*runtime.IDMapping{{HostId: 1000, Length: 65536}}, Gids: []*runtime.IDMapping{{HostId: 1000, Length: 65536}}}},
+		{desc: "container", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_CONTAINER}},
+		{desc: "target", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_TARGET}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			cfg := podCfg("userns-" + strings.ReplaceAll(tc.desc, " ", "-"))
+			cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = tc.u
+			_, err := f.r.RunPodSandbox(context.Background(), &runtime.RunPodSandboxRequest{Config: cfg})
+			if tc.ok && err != nil || !tc.ok && code(err) != codes.InvalidArgument {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}

@@ -31,12 +31,34 @@ func validateSandboxConfig(cfg *runtime.PodSandboxConfig) error {
 	if md.Name == "" || md.Namespace == "" || md.Uid == "" {
 		return fmt.Errorf("%w: pod sandbox metadata needs name, namespace and uid (got name=%q namespace=%q uid=%q)", errInvalid, md.Name, md.Namespace, md.Uid)
 	}
+	if err := validateUserns(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()); err != nil {
+		return err
+	}
 	for _, pm := range cfg.PortMappings {
 		if pm.ContainerPort <= 0 || pm.ContainerPort > 65535 || pm.HostPort < 0 || pm.HostPort > 65535 {
 			return fmt.Errorf("%w: port mapping %d→%d is out of range", errInvalid, pm.HostPort, pm.ContainerPort)
 		}
 	}
 	return nil
+}
+
+// validateUserns accepts only the node's user namespace: no handler offers
+// pod user namespaces yet (they need idmapped mounts), and running such a pod
+// in the node's namespace instead would pretend to honour the request.
+func validateUserns(u *runtime.UserNamespace) error {
+	if u == nil {
+		return nil
+	}
+	switch u.Mode {
+	case runtime.NamespaceMode_NODE:
+		if len(u.Uids) > 0 || len(u.Gids) > 0 {
+			return fmt.Errorf("%w: user namespace mode NODE takes no id mappings", errInvalid)
+		}
+		return nil
+	case runtime.NamespaceMode_POD:
+		return fmt.Errorf("%w: pod user namespaces are not supported: no handler reports user_namespaces", errInvalid)
+	}
+	return fmt.Errorf("%w: user namespace mode %s is not supported (only NODE)", errInvalid, u.Mode)
 }
 
 func hostNetwork(cfg *runtime.PodSandboxConfig) bool {
