@@ -28,7 +28,7 @@ build:
 	$(GO) build -o $(OUT)/crimux-testregistry ./test/cmd/crimux-testregistry
 
 # Everything crimux and its tests need from outside the repo.
-deps: packages containerd crictl gvisor critest-bin
+deps: packages containerd crictl gvisor
 
 packages:
 	@bash hack/install-packages.sh
