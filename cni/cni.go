@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -247,9 +246,6 @@ func ipsOf(res types.Result) ([]string, error) {
 	}
 	return ips, nil
 }
-
-// ValidIP reports whether s parses as an IP.
-func ValidIP(s string) bool { return net.ParseIP(s) != nil }
 
 // DefaultConflist is the bridge + host-local + portmap network `make up` writes
 // when none exists, and tests use with their own names.

@@ -72,9 +72,8 @@ type Service struct {
 	snapshotters map[string]string
 	log          *slog.Logger
 
-	mu      sync.Mutex // guards sandbox, pinned and pullFailed
-	sandbox string     // the sandbox image reference in use
-	pinned  map[string]bool
+	mu     sync.Mutex // guards pinned and pullFailed
+	pinned map[string]bool
 	// pullFailed is when the configured sandbox image last failed to pull;
 	// until pullRetry has passed, pods use the built-in image without trying again.
 	pullFailed time.Time
@@ -227,7 +226,7 @@ func (s *Service) SandboxImage(ctx context.Context, handler string) (string, err
 		}
 	}
 	if err == nil {
-		s.pin(img.ID, ref)
+		s.pin(img.ID)
 		return ref, nil
 	}
 	if s.builtin == nil {
@@ -242,7 +241,7 @@ func (s *Service) SandboxImage(ctx context.Context, handler string) (string, err
 	if berr != nil {
 		return "", fmt.Errorf("built-in pause image %q: %w", name, berr)
 	}
-	s.pin(bimg.ID, name)
+	s.pin(bimg.ID)
 	return name, nil
 }
 
@@ -252,11 +251,10 @@ func (s *Service) mayRetryPull() bool {
 	return s.pullFailed.IsZero() || time.Since(s.pullFailed) > pullRetry
 }
 
-func (s *Service) pin(id, ref string) {
+func (s *Service) pin(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pinned[id] = true
-	s.sandbox = ref
 }
 
 // ToCRI converts an image for the CRI answers.

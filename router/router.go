@@ -280,8 +280,7 @@ func (r *Router) Recover(ctx context.Context) error {
 
 // Internal error kinds of the router itself; backends and stores have their own.
 var (
-	errInvalid  = errors.New("invalid argument")
-	errNotFound = errors.New("not found")
+	errInvalid = errors.New("invalid argument")
 )
 
 // toStatus maps an internal error to a gRPC status, once, at the boundary.
@@ -298,7 +297,7 @@ func toStatus(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
-	case errors.Is(err, errNotFound), errors.Is(err, sandbox.ErrNotFound), errors.Is(err, backends.ErrNotFound), errors.Is(err, image.ErrNotFound):
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, backends.ErrNotFound), errors.Is(err, image.ErrNotFound):
 		code = codes.NotFound
 	case errors.Is(err, errInvalid), errors.Is(err, backends.ErrInvalid), errors.Is(err, backends.ErrUnsupported), errors.Is(err, image.ErrInvalid), errors.Is(err, sandbox.ErrAmbiguous):
 		code = codes.InvalidArgument

@@ -44,8 +44,6 @@ type Status struct {
 	// NetworkReady is true between a successful CNI ADD and the CNI DEL.
 	NetworkReady bool   `json:"network_ready"`
 	Pid          uint32 `json:"pid,omitempty"`
-	// Removing is set while RemovePodSandbox runs, so no container joins it.
-	Removing bool `json:"removing,omitempty"`
 }
 
 // Sandbox is one pod sandbox.
@@ -119,9 +117,8 @@ type ContainerStatus struct {
 	OOMKilled bool `json:"oom_killed,omitempty"`
 	// OOMEvents counts the OOM kills seen in the container.
 	OOMEvents uint64 `json:"oom_events,omitempty"`
-	// Starting is set while StartContainer runs; Removing while RemoveContainer runs.
+	// Starting is set while StartContainer runs, so a second start is refused.
 	Starting bool `json:"-"`
-	Removing bool `json:"-"`
 }
 
 // Container is one container of a sandbox.

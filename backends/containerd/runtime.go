@@ -52,9 +52,8 @@ type proc struct {
 	task client.Task
 	io   *containerIO // nil for sandboxes
 	pid  uint32
-	// done is closed once the exit was handled; state is set before.
-	done  chan struct{}
-	state backends.TaskState
+	// done is closed once the exit was handled.
+	done chan struct{}
 }
 
 // Handler implements backends.Runtime.
@@ -149,7 +148,6 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 		if ts.ExitedAt.IsZero() {
 			ts.ExitedAt = time.Now()
 		}
-		p.state = ts
 		d.mu.Lock()
 		if d.procs[p.id] == p {
 			delete(d.procs, p.id)
