@@ -2,11 +2,8 @@ package containerd
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
-	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -31,7 +28,8 @@ func setSpec(c *containers.Container, s *specs.Spec) error {
 	return nil
 }
 
-// Stats implements backends.Runtime from the task's cgroup metrics.
+// Stats implements backends.Runtime from the task's cgroup counters (the
+// cheap part of Usage: the kubelet polls this).
 func (r *Runtime) Stats(ctx context.Context, id string) (*runtime.ContainerStats, error) {
 	now := time.Now().UnixNano()
 	out := &runtime.ContainerStats{
@@ -43,49 +41,15 @@ func (r *Runtime) Stats(ctx context.Context, id string) (*runtime.ContainerStats
 	if p == nil {
 		return out, nil // not running: zero usage
 	}
-	m, err := p.task.Metrics(r.d.ctx(ctx))
+	u, err := cgroupUsage(r.d.ctx(ctx), p)
 	if err != nil {
-		return nil, fmt.Errorf("metrics of %s: %w", id, mapErr(err))
+		return nil, err
 	}
-	data, err := typeurl.UnmarshalAny(m.Data)
-	if err != nil {
-		return nil, fmt.Errorf("decode metrics of %s: %w", id, err)
-	}
-	switch s := data.(type) {
-	case *v1.Metrics:
-		if s.CPU != nil && s.CPU.Usage != nil {
-			out.Cpu.UsageCoreNanoSeconds = &runtime.UInt64Value{Value: s.CPU.Usage.Total}
-		}
-		if s.Memory != nil && s.Memory.Usage != nil {
-			ws := s.Memory.Usage.Usage
-			if s.Memory.TotalInactiveFile < ws {
-				ws -= s.Memory.TotalInactiveFile
-			} else {
-				ws = 0
-			}
-			out.Memory.WorkingSetBytes = &runtime.UInt64Value{Value: ws}
-			out.Memory.UsageBytes = &runtime.UInt64Value{Value: s.Memory.Usage.Usage}
-			out.Memory.RssBytes = &runtime.UInt64Value{Value: s.Memory.TotalRSS}
-			out.Memory.PageFaults = &runtime.UInt64Value{Value: s.Memory.TotalPgFault}
-			out.Memory.MajorPageFaults = &runtime.UInt64Value{Value: s.Memory.TotalPgMajFault}
-		}
-	case *v2.Metrics:
-		if s.CPU != nil {
-			out.Cpu.UsageCoreNanoSeconds = &runtime.UInt64Value{Value: s.CPU.UsageUsec * 1000}
-		}
-		if s.Memory != nil {
-			ws := s.Memory.Usage
-			if s.Memory.InactiveFile < ws {
-				ws -= s.Memory.InactiveFile
-			} else {
-				ws = 0
-			}
-			out.Memory.WorkingSetBytes = &runtime.UInt64Value{Value: ws}
-			out.Memory.UsageBytes = &runtime.UInt64Value{Value: s.Memory.Usage}
-			out.Memory.RssBytes = &runtime.UInt64Value{Value: s.Memory.Anon}
-			out.Memory.PageFaults = &runtime.UInt64Value{Value: s.Memory.Pgfault}
-			out.Memory.MajorPageFaults = &runtime.UInt64Value{Value: s.Memory.Pgmajfault}
-		}
-	}
+	out.Cpu.UsageCoreNanoSeconds = &runtime.UInt64Value{Value: u.CPUUsageNs}
+	out.Memory.WorkingSetBytes = &runtime.UInt64Value{Value: u.MemWorkingSet}
+	out.Memory.UsageBytes = &runtime.UInt64Value{Value: u.MemUsage}
+	out.Memory.RssBytes = &runtime.UInt64Value{Value: u.MemRSS}
+	out.Memory.PageFaults = &runtime.UInt64Value{Value: u.PgFault}
+	out.Memory.MajorPageFaults = &runtime.UInt64Value{Value: u.PgMajFault}
 	return out, nil
 }

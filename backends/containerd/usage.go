@@ -21,19 +21,47 @@ var _ backends.Metrics = (*Runtime)(nil)
 // Usage implements backends.Metrics: cgroup counters from the shim, process
 // counts from /proc for the task's processes, and the writable layer's use.
 func (r *Runtime) Usage(ctx context.Context, id string) (backends.Usage, error) {
-	var u backends.Usage
 	p := r.d.proc(id)
 	if p == nil {
-		return u, nil
+		return backends.Usage{}, nil
 	}
 	ctx = r.d.ctx(ctx)
+	u, err := cgroupUsage(ctx, p)
+	if err != nil {
+		return u, err
+	}
+	// Threads, file descriptors and sockets of the task's processes, as the
+	// host sees them (inside a gVisor sandbox, only its host processes).
+	if pids, err := p.task.Pids(ctx); err == nil {
+		for _, pi := range pids {
+			countProc(pi.Pid, &u)
+		}
+	}
+	// The writable layer.
+	if usage, err := r.d.client.SnapshotService(r.h.Snapshotter).Usage(ctx, id); err == nil {
+		u.FsUsageBytes, u.FsInodesUsed = uint64(usage.Size), uint64(usage.Inodes)
+	}
+	if root, err := r.snapshotterRoot(ctx); err == nil {
+		var st unix.Statfs_t
+		if unix.Statfs(root, &st) == nil {
+			u.FsInodesTotal, u.FsInodesFree = st.Files, st.Ffree
+			u.FsLimitBytes = st.Blocks * uint64(st.Bsize)
+		}
+	}
+	return u, nil
+}
+
+// cgroupUsage reads the task's cgroup counters from the shim (v1 or v2).
+// Stats and Usage both build on it.
+func cgroupUsage(ctx context.Context, p *proc) (backends.Usage, error) {
+	var u backends.Usage
 	m, err := p.task.Metrics(ctx)
 	if err != nil {
-		return u, fmt.Errorf("metrics of %s: %w", id, mapErr(err))
+		return u, fmt.Errorf("metrics of %s: %w", p.id, mapErr(err))
 	}
 	data, err := typeurl.UnmarshalAny(m.Data)
 	if err != nil {
-		return u, fmt.Errorf("decode metrics of %s: %w", id, err)
+		return u, fmt.Errorf("decode metrics of %s: %w", p.id, err)
 	}
 	switch s := data.(type) {
 	case *v1.Metrics:
@@ -82,24 +110,6 @@ func (r *Runtime) Usage(ctx context.Context, id string) (backends.Usage, error) 
 		}
 		if ps := s.Pids; ps != nil {
 			u.Processes, u.ThreadsMax = ps.Current, ps.Limit
-		}
-	}
-	// Threads, file descriptors and sockets of the task's processes, as the
-	// host sees them (inside a gVisor sandbox, only its host processes).
-	if pids, err := p.task.Pids(ctx); err == nil {
-		for _, pi := range pids {
-			countProc(pi.Pid, &u)
-		}
-	}
-	// The writable layer.
-	if usage, err := r.d.client.SnapshotService(r.h.Snapshotter).Usage(ctx, id); err == nil {
-		u.FsUsageBytes, u.FsInodesUsed = uint64(usage.Size), uint64(usage.Inodes)
-	}
-	if root, err := r.snapshotterRoot(ctx); err == nil {
-		var st unix.Statfs_t
-		if unix.Statfs(root, &st) == nil {
-			u.FsInodesTotal, u.FsInodesFree = st.Files, st.Ffree
-			u.FsLimitBytes = st.Blocks * uint64(st.Bsize)
 		}
 	}
 	return u, nil
