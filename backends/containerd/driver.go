@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/conf"
@@ -64,7 +65,8 @@ type Driver struct {
 	log      *slog.Logger
 	oomFloor int
 
-	stop context.CancelFunc // ends the event watch
+	stop   context.CancelFunc // ends the event watch
+	images *Images
 
 	mu       sync.Mutex // guards runtimes and procs
 	runtimes map[string]backends.Runtime
@@ -91,6 +93,7 @@ func New(o Options) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}}
+	d.images = &Images{d: d, pulls: map[string]*sync.Mutex{}, known: map[digest.Digest]entryInfo{}}
 	for _, dir := range []string{filepath.Join(o.StateDir, "io"), filepath.Join(o.StateDir, "sandboxes")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			c.Close()

@@ -34,15 +34,26 @@ import (
 type Images struct {
 	d *Driver
 
-	mu    sync.Mutex // guards pulls
+	mu    sync.Mutex // guards pulls and known
 	pulls map[string]*sync.Mutex
+	// known caches what an image's manifest says (config digest, size,
+	// user) by manifest digest: content-addressed, so it never goes stale,
+	// and status calls needn't read every image's blobs again.
+	known map[digest.Digest]entryInfo
+}
+
+type entryInfo struct {
+	id   string
+	size int64
+	user string
 }
 
 var _ image.Store = (*Images)(nil)
 var _ image.Builtin = (*Images)(nil)
 
-// Images returns the driver's image store.
-func (d *Driver) Images() *Images { return &Images{d: d, pulls: map[string]*sync.Mutex{}} }
+// Images returns the driver's image store (one per driver, so pulls and
+// removals of one name serialise across all its users).
+func (d *Driver) Images() *Images { return d.images }
 
 // lockRef serialises pulls of one reference; pulls of different images run in parallel.
 func (s *Images) lockRef(ref string) func() {
@@ -133,26 +144,55 @@ func (s *Images) entries(ctx context.Context) ([]entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
 	}
-	cs := s.d.client.ContentStore()
 	out := make([]entry, 0, len(recs))
+	live := map[digest.Digest]bool{}
 	for _, r := range recs {
-		cfg, err := images.Config(ctx, cs, r.Target, platforms.Default())
-		if err != nil {
+		info, ok := s.info(ctx, r)
+		if !ok {
 			continue // content missing: not a usable image
 		}
-		e := entry{name: r.Name, id: cfg.Digest.String(), annots: r.Target.Annotations}
-		if size, err := r.Size(ctx, cs, platforms.Default()); err == nil {
-			e.size = size
-		}
-		if b, err := content.ReadBlob(ctx, cs, cfg); err == nil {
-			var ic ocispec.Image
-			if json.Unmarshal(b, &ic) == nil {
-				e.user = ic.Config.User
-			}
-		}
-		out = append(out, e)
+		live[r.Target.Digest] = true
+		out = append(out, entry{name: r.Name, id: info.id, size: info.size, user: info.user, annots: r.Target.Annotations})
 	}
+	s.mu.Lock()
+	for dg := range s.known {
+		if !live[dg] {
+			delete(s.known, dg)
+		}
+	}
+	s.mu.Unlock()
 	return out, nil
+}
+
+// info reads (once per manifest) what an image record's content says.
+func (s *Images) info(ctx context.Context, r images.Image) (entryInfo, bool) {
+	s.mu.Lock()
+	info, ok := s.known[r.Target.Digest]
+	s.mu.Unlock()
+	if ok {
+		return info, true
+	}
+	cs := s.d.client.ContentStore()
+	cfg, err := images.Config(ctx, cs, r.Target, platforms.Default())
+	if err != nil {
+		return entryInfo{}, false
+	}
+	info.id = cfg.Digest.String()
+	if b, err := content.ReadBlob(ctx, cs, cfg); err == nil {
+		var ic ocispec.Image
+		if json.Unmarshal(b, &ic) == nil {
+			info.user = ic.Config.User
+		}
+	}
+	size, err := r.Size(ctx, cs, platforms.Default())
+	if err != nil {
+		return info, true // layers still arriving: report it, don't cache a size
+	}
+	info.size = size
+	s.mu.Lock()
+	s.known[r.Target.Digest] = info
+	s.mu.Unlock()
+	return info, true
 }
 
 func group(es []entry) []image.Image {
