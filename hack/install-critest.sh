@@ -3,6 +3,7 @@
 # unless it is there. The module zip has no vendor dir: build from a writable
 # copy with -mod=mod.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 ver=$1 dir=$2
 stamp="$dir/.crimux-critest-version"
 if [ -x "$dir/critest" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$ver" ]; then
@@ -10,10 +11,8 @@ if [ -x "$dir/critest" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$ver" ]; then
 fi
 echo "building critest $ver from the Go module proxy"
 mkdir -p "$dir"
-src=$(GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/cri-tools@$ver" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -r "$src" "$work/cri-tools"
-chmod -R u+w "$work/cri-tools"
+module_copy "sigs.k8s.io/cri-tools@$ver" "$work/cri-tools"
 (cd "$work/cri-tools" && go test -mod=mod -c -o "$dir/critest" ./cmd/critest)
 echo "$ver" > "$stamp"

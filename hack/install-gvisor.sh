@@ -8,6 +8,7 @@
 # 2.x reads `shim start`'s combined stdout and stderr as its bootstrap reply,
 # so any text there fails the start with "unsupported protocol".
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 ver=$1 dir=$2
 stamp="$dir/.crimux-gvisor-version"
 want="$ver"
@@ -21,11 +22,9 @@ if [ -x "$dir/runsc" ] && [ -x "$dir/containerd-shim-runsc-v1" ] && [ "$(cat "$s
 fi
 echo "building runsc and containerd-shim-runsc-v1 ($want) from the Go module proxy"
 mkdir -p "$dir"
-src=$(GOFLAGS=-mod=mod go mod download -json "gvisor.dev/gvisor@$ver" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -r "$src" "$work/gvisor"
-chmod -R u+w "$work/gvisor"
+module_copy "gvisor.dev/gvisor@$ver" "$work/gvisor"
 cd "$work/gvisor"
 if ! cap_sys_resource; then
   echo "no CAP_SYS_RESOURCE here: building the shim so that a refused oom_score_adj is ignored"

@@ -7,23 +7,28 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// BenchmarkPodSandboxStatus measures a status call on a running pod of the
-// handler: crimux answers from its records, so gVisor pods should cost what
-// runc pods cost (containerd's CRI asks runsc each time).
-func BenchmarkPodSandboxStatus(b *testing.B) {
+// benchPod runs a pod for a benchmark, removed when it ends.
+func benchPod(b *testing.B, name string) (*testing.T, string) {
 	if env == nil {
 		b.Skip("integration environment not started (-short)")
 	}
 	t := &testing.T{}
-	pod := podConfig(t, "bench")
-	id, err := env.Runtime.RunPodSandbox(ctx(t), pod, env.Handler)
+	id, err := env.Runtime.RunPodSandbox(ctx(t), podConfig(t, name), env.Handler)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
+	b.Cleanup(func() {
 		_ = env.Runtime.StopPodSandbox(ctx(t), id)
 		_ = env.Runtime.RemovePodSandbox(ctx(t), id)
-	}()
+	})
+	return t, id
+}
+
+// BenchmarkPodSandboxStatus measures a status call on a running pod of the
+// handler: crimux answers from its records, so gVisor pods should cost what
+// runc pods cost (containerd's CRI asks runsc each time).
+func BenchmarkPodSandboxStatus(b *testing.B) {
+	t, id := benchPod(b, "bench")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := env.Runtime.PodSandboxStatus(ctx(t), id, false); err != nil {
@@ -67,19 +72,7 @@ func BenchmarkRunPodSandbox(b *testing.B) {
 // BenchmarkPodSandboxStatusRaw is the same call over a plain gRPC client, to
 // separate crimux's cost from the kubelet client's.
 func BenchmarkPodSandboxStatusRaw(b *testing.B) {
-	if env == nil {
-		b.Skip("integration environment not started (-short)")
-	}
-	t := &testing.T{}
-	pod := podConfig(t, "benchraw")
-	id, err := env.Runtime.RunPodSandbox(ctx(t), pod, env.Handler)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = env.Runtime.StopPodSandbox(ctx(t), id)
-		_ = env.Runtime.RemovePodSandbox(ctx(t), id)
-	}()
+	t, id := benchPod(b, "benchraw")
 	rc := rawClient(t)
 	req := &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id}
 	c := ctx(t)
