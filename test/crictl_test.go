@@ -23,9 +23,21 @@ func crictlBin(t *testing.T) string {
 	return ""
 }
 
+// crictlFlags points crictl at the test's crimux for both APIs, so that an
+// /etc/crictl.yaml naming another endpoint (make up writes one) is never used.
+func crictlFlags() []string {
+	return []string{"--config", os.DevNull, "--timeout", "60s", "--runtime-endpoint", "unix://" + env.Socket, "--image-endpoint", "unix://" + env.Socket}
+}
+
+// crictlCmd is crictl with crictlFlags and args.
+func crictlCmd(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	return exec.Command(crictlBin(t), append(crictlFlags(), args...)...)
+}
+
 func crictl(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(crictlBin(t), append([]string{"--timeout", "60s", "--runtime-endpoint", "unix://" + env.Socket, "--image-endpoint", "unix://" + env.Socket}, args...)...)
+	cmd := crictlCmd(t, args...)
 	out, err := cmd.Output()
 	if err != nil {
 		stderr := ""
@@ -75,7 +87,7 @@ func TestCrictl(t *testing.T) {
 		t.Errorf("exec: %q", out)
 	}
 	eventually(t, 20*time.Second, "crictl logs", func() error {
-		out, _ := exec.Command(crictlBin(t), "--runtime-endpoint", "unix://"+env.Socket, "logs", ctrID).CombinedOutput()
+		out, _ := crictlCmd(t, "logs", ctrID).CombinedOutput()
 		if !strings.Contains(string(out), "started") {
 			return fmt.Errorf("logs %q", out)
 		}
@@ -83,7 +95,7 @@ func TestCrictl(t *testing.T) {
 	})
 	// port-forward: a local port through crimux's streaming server into the pod.
 	port := 30000 + time.Now().Nanosecond()%20000
-	pf := exec.Command(crictlBin(t), "--runtime-endpoint", "unix://"+env.Socket, "port-forward", podID, fmt.Sprintf("%d:8080", port))
+	pf := crictlCmd(t, "port-forward", podID, fmt.Sprintf("%d:8080", port))
 	if err := pf.Start(); err != nil {
 		t.Fatal(err)
 	}

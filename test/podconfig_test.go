@@ -88,7 +88,7 @@ func TestCrictlInteractive(t *testing.T) {
 	c := ctrConfig("shell", "sh")
 	c.Stdin, c.Tty = true, true
 	id := startContainer(t, podID, pod, c)
-	base := crictlBin(t) + " --timeout 60s --runtime-endpoint unix://" + env.Socket
+	base := crictlBin(t) + " " + strings.Join(crictlFlags(), " ")
 	run := func(args, input string) string {
 		cmd := exec.Command("script", "-qec", base+" "+args, "/dev/null")
 		cmd.Stdin = strings.NewReader(input)
