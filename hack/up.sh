@@ -5,10 +5,14 @@ set -euo pipefail
 bin=$1 sock=$2 logs=$3
 mkdir -p "$logs"
 ctrd_sock=/run/containerd/containerd.sock
-if ! "$bin/crictl" --config /dev/null --runtime-endpoint "unix://$ctrd_sock" --image-endpoint "unix://$ctrd_sock" version >/dev/null 2>&1 && ! [ -S "$ctrd_sock" ]; then
+# listening PATH: a process accepts on the unix socket PATH (a socket file left
+# by a containerd that died, or by a reboot without /run on tmpfs, is not one).
+listening() { awk -v p="$1" '$8 == p && $4 == "00010000" {f = 1} END {exit !f}' /proc/net/unix; }
+if ! listening "$ctrd_sock"; then
   echo "starting containerd ($("$bin/containerd" --version | awk '{print $3}'))"
   PATH="$bin:$PATH" nohup "$bin/containerd" >"$logs/containerd.log" 2>&1 &
-  for _ in $(seq 100); do [ -S "$ctrd_sock" ] && break; sleep 0.1; done
+  for _ in $(seq 100); do listening "$ctrd_sock" && break; sleep 0.1; done
+  listening "$ctrd_sock" || { echo "containerd did not come up; see $logs/containerd.log" >&2; tail -20 "$logs/containerd.log" >&2; exit 1; }
 fi
 if [ -S "$sock" ] && "$bin/crictl" --config /dev/null --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" version >/dev/null 2>&1; then
   echo "crimux already serving on $sock"
@@ -26,4 +30,6 @@ for _ in $(seq 300); do
 done
 echo "crimux did not come up; see $logs/crimux.log" >&2
 tail -20 "$logs/crimux.log" >&2
+kill "$(cat /run/crimux.pid)" 2>/dev/null || true
+rm -f /run/crimux.pid
 exit 1

@@ -65,8 +65,10 @@ type Driver struct {
 	log      *slog.Logger
 	oomFloor int
 
-	stop   context.CancelFunc // ends the event watch
-	images *Images
+	watchCtx  context.Context // the event watch's, started by the first Ready
+	watchOnce sync.Once
+	stop      context.CancelFunc // ends the event watch
+	images    *Images
 
 	mu       sync.Mutex // guards runtimes and procs
 	runtimes map[string]backends.Runtime
@@ -108,9 +110,7 @@ func New(o Options) (*Driver, error) {
 		}
 		d.runtimes[name] = rt
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d.stop = cancel
-	go d.watchOOM(ctx)
+	d.watchCtx, d.stop = context.WithCancel(context.Background())
 	return d, nil
 }
 
@@ -146,14 +146,20 @@ func (d *Driver) newRuntime(name string, h conf.Handler, configured bool) (backe
 }
 
 // Ready implements backends.Driver.
+// The first time containerd answers, the driver starts following its events.
 func (d *Driver) Ready(ctx context.Context) error {
-	ok, err := d.client.IsServing(d.ctx(ctx))
+	// The client's health check waits for the connection with no end of its
+	// own; the driver's timeout bounds it.
+	ctx, cancel := context.WithTimeout(d.ctx(ctx), d.opts.Timeout)
+	defer cancel()
+	ok, err := d.client.IsServing(ctx)
 	if err != nil {
 		return fmt.Errorf("containerd at %q: %w", d.opts.Address, err)
 	}
 	if !ok {
 		return fmt.Errorf("containerd at %q is not serving", d.opts.Address)
 	}
+	d.watchOnce.Do(func() { go d.watchOOM(d.watchCtx) })
 	return nil
 }
 

@@ -11,9 +11,14 @@ import (
 
 // watchOOM follows containerd's OOM events for crimux's namespace and tells
 // the listener; exits are waited for per task, OOMs only come as events.
+// While containerd is away it retries with a growing pause, so that a long
+// outage logs a line every half minute, not every second.
 func (d *Driver) watchOOM(ctx context.Context) {
 	filter := fmt.Sprintf(`topic=="/tasks/oom",namespace==%q`, d.opts.Namespace)
+	const maxPause = 30 * time.Second
+	pause := time.Second
 	for ctx.Err() == nil {
+		since := time.Now()
 		ch, errs := d.client.Subscribe(ctx, filter)
 	recv:
 		for {
@@ -21,8 +26,11 @@ func (d *Driver) watchOOM(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case err := <-errs:
+				if time.Since(since) > maxPause {
+					pause = time.Second // it was up a while: a new outage
+				}
 				if err != nil && ctx.Err() == nil {
-					d.log.Warn("containerd event stream broke; resubscribing", "error", err)
+					d.log.Warn("containerd event stream broke; resubscribing", "error", err, "in", pause)
 				}
 				break recv
 			case env := <-ch:
@@ -41,7 +49,8 @@ func (d *Driver) watchOOM(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, maxPause)
 	}
 }
