@@ -98,6 +98,30 @@ type Handler struct {
 	RunscConfig map[string]string `mapstructure:"runsc_config"`
 	// ShimLogLevel is the gVisor shim's log level (debug, info, warning); "" = its default.
 	ShimLogLevel string `mapstructure:"shim_log_level"`
+	// MemoryLimitCheck is how often crimux samples the memory use of each
+	// container of a gVisor sandbox that has a memory limit of its own, and
+	// OOM-kills one that is over it: gVisor's sentry enforces no per-container
+	// limit. "" = DefaultMemoryLimitCheck; "0s" = off. Only for runsc handlers.
+	MemoryLimitCheck string `mapstructure:"memory_limit_check"`
+}
+
+// DefaultMemoryLimitCheck is a runsc handler's memory_limit_check when unset.
+const DefaultMemoryLimitCheck = time.Second
+
+// MemoryCheckInterval is the parsed memory_limit_check of a runsc handler
+// (validated by Validate): 0 means crimux does not enforce container limits.
+func (h Handler) MemoryCheckInterval() time.Duration {
+	if h.RuntimeType != RuntimeRunsc {
+		return 0
+	}
+	if h.MemoryLimitCheck == "" {
+		return DefaultMemoryLimitCheck
+	}
+	d, err := time.ParseDuration(h.MemoryLimitCheck)
+	if err != nil || d < 0 {
+		return DefaultMemoryLimitCheck
+	}
+	return d
 }
 
 // Runtime types crimux knows how to configure.
@@ -148,11 +172,12 @@ func DefaultHandlers() map[string]Handler {
 // and the pod's OCI seccomp profile enforced inside the sandbox too.
 func DefaultGvisorHandler() Handler {
 	return Handler{
-		Driver:      "containerd",
-		RuntimeType: RuntimeRunsc,
-		RuntimePath: "runsc",
-		Snapshotter: "overlayfs",
-		RunscConfig: map[string]string{"platform": "systrap", "net-raw": "true", "oci-seccomp": "true"},
+		Driver:           "containerd",
+		RuntimeType:      RuntimeRunsc,
+		RuntimePath:      "runsc",
+		Snapshotter:      "overlayfs",
+		RunscConfig:      map[string]string{"platform": "systrap", "net-raw": "true", "oci-seccomp": "true"},
+		MemoryLimitCheck: DefaultMemoryLimitCheck.String(),
 	}
 }
 
@@ -378,9 +403,17 @@ func (c *Config) Validate() error {
 			if _, err := exec.LookPath(RunscShim); err != nil {
 				errs = append(errs, fmt.Errorf("%s.runtime_type: %s needs %s on containerd's PATH: not found", key, RuntimeRunsc, RunscShim))
 			}
+			if h.MemoryLimitCheck != "" {
+				if d, err := time.ParseDuration(h.MemoryLimitCheck); err != nil || d < 0 || (d > 0 && d < 100*time.Millisecond) {
+					errs = append(errs, fmt.Errorf("%s.memory_limit_check: %q is not \"0s\" (off) or a duration of at least 100ms", key, h.MemoryLimitCheck))
+				}
+			}
 		default:
 			if len(h.RunscConfig) > 0 {
 				errs = append(errs, fmt.Errorf("%s.runsc_config: only for runtime_type %s", key, RuntimeRunsc))
+			}
+			if h.MemoryLimitCheck != "" {
+				errs = append(errs, fmt.Errorf("%s.memory_limit_check: only for runtime_type %s (the kernel enforces %s containers' limits)", key, RuntimeRunsc, h.RuntimeType))
 			}
 		}
 		absolute(key+".cni_conf_dir", h.CNIConfDir)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -99,6 +100,8 @@ func TestLoad(t *testing.T) {
 		{desc: "unknown env variable", env: []string{"CRIMUX_SOKET=/x"}, wantErr: "CRIMUX_SOKET"},
 		{desc: "runsc_config on a runc handler", name: "c.toml", body: "[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n[handlers.runc.runsc_config]\nplatform = \"kvm\"\n", wantErr: "handlers.runc.runsc_config: only for runtime_type"},
 		{desc: "unusable runsc", name: "c.toml", body: "default_handler = \"gvisor\"\n[handlers.gvisor]\nruntime_type = \"io.containerd.runsc.v1\"\nruntime_path = \"false\"\n", wantErr: "handlers.gvisor.runtime_path: runsc at \"/usr/bin/false\" is unusable"},
+		{desc: "memory_limit_check on a runc handler", name: "c.toml", body: "[handlers.runc]\nruntime_path = \"" + okBinary + "\"\nmemory_limit_check = \"1s\"\n", wantErr: "handlers.runc.memory_limit_check: only for runtime_type io.containerd.runsc.v1"},
+		{desc: "bad memory_limit_check", name: "c.toml", body: "default_handler = \"gvisor\"\n[handlers.gvisor]\nruntime_type = \"io.containerd.runsc.v1\"\nruntime_path = \"false\"\nmemory_limit_check = \"10ms\"\n", wantErr: "handlers.gvisor.memory_limit_check: \"10ms\" is not \"0s\" (off) or a duration of at least 100ms"},
 		{desc: "malformed toml", name: "c.toml", body: "socket = \n", wantErr: "read config file"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -155,5 +158,21 @@ func TestTOMLRoundTrip(t *testing.T) {
 	}
 	if again.TOML() != c.TOML() {
 		t.Fatalf("round trip differs:\n%s\n---\n%s", c.TOML(), again.TOML())
+	}
+}
+
+func TestMemoryCheckInterval(t *testing.T) {
+	for _, tc := range []struct {
+		h    Handler
+		want time.Duration
+	}{
+		{Handler{RuntimeType: RuntimeRunc, MemoryLimitCheck: "1s"}, 0},
+		{Handler{RuntimeType: RuntimeRunsc}, DefaultMemoryLimitCheck},
+		{Handler{RuntimeType: RuntimeRunsc, MemoryLimitCheck: "0s"}, 0},
+		{Handler{RuntimeType: RuntimeRunsc, MemoryLimitCheck: "250ms"}, 250 * time.Millisecond},
+	} {
+		if got := tc.h.MemoryCheckInterval(); got != tc.want {
+			t.Errorf("%+v: interval %v, want %v", tc.h, got, tc.want)
+		}
 	}
 }

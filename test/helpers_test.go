@@ -197,3 +197,24 @@ func assertNoLeaks(t *testing.T, podIDs []string, ctrIDs []string) {
 		}
 	}
 }
+
+// sandboxCgroupFile reads a file of the pod sandbox's own cgroup: v1File
+// under the controller's hierarchy, or v2File on a unified-only host.
+func sandboxCgroupFile(t *testing.T, podID, controller, v1File, v2File string) (string, error) {
+	t.Helper()
+	root, file := filepath.Join("/sys/fs/cgroup", controller), v1File
+	if _, err := os.Stat(root); err != nil {
+		root, file = "/sys/fs/cgroup", v2File
+	}
+	var dir string
+	for pat := filepath.Join(root, podID); dir == "" && strings.Count(pat, "/") < 10; pat = filepath.Join(filepath.Dir(pat), "*", podID) {
+		if m, _ := filepath.Glob(pat); len(m) > 0 {
+			dir = m[0]
+		}
+	}
+	if dir == "" {
+		return "", fmt.Errorf("no %s cgroup named %s under %s", controller, podID, root)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	return strings.TrimSpace(string(b)), err
+}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,26 +10,52 @@ import (
 )
 
 // A container over its memory limit is OOM-killed and reported as OOMKilled.
+// Under gVisor crimux enforces the container's own limit (the sentry does
+// not); the sandbox and a sibling container live on.
 func TestOOMKilled(t *testing.T) {
 	needEnv(t)
 	pullBusybox(t)
 	pod := podConfig(t, "oom")
 	podID := runPod(t, pod)
+	sibling := startContainer(t, podID, pod, ctrConfig("sibling", "sleep", "3600"))
 	c := ctrConfig("hog", "tail", "/dev/zero")
 	c.Linux.Resources = &runtime.LinuxContainerResources{MemoryLimitInBytes: 32 << 20, MemorySwapLimitInBytes: 32 << 20}
 	id := startContainer(t, podID, pod, c)
 	st := waitExited(t, id)
-	if isGvisor() {
-		// gVisor's sentry enforces the limit itself and kills the process
-		// with a signal; no OOM event reaches containerd (see the README).
-		if st.ExitCode < 128 {
-			t.Errorf("gVisor hog was not killed: reason %q exit %d", st.Reason, st.ExitCode)
-		}
-		t.Logf("gVisor hog: reason %q exit %d", st.Reason, st.ExitCode)
-		return
-	}
 	if st.Reason != "OOMKilled" || st.ExitCode != 137 {
 		t.Errorf("hog: reason %q exit %d", st.Reason, st.ExitCode)
+	}
+	if s, err := env.Runtime.ContainerStatus(ctx(t), sibling, false); err != nil || s.GetStatus().GetState() != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("sibling after the OOM kill: %v %v", s.GetStatus().GetState(), err)
+	}
+	if s, err := env.Runtime.PodSandboxStatus(ctx(t), podID, false); err != nil || s.GetStatus().GetState() != runtime.PodSandboxState_SANDBOX_READY {
+		t.Errorf("pod after the OOM kill: %v %v", s.GetStatus().GetState(), err)
+	}
+}
+
+// A gVisor sandbox's cgroup carries the pod's resources (the sentry's memory
+// is all charged there), and a pod over them is OOM-killed as a whole.
+func TestGvisorPodMemoryLimit(t *testing.T) {
+	needEnv(t)
+	if !isGvisor() {
+		t.Skip("runc pods are limited by the kubelet's pod cgroup and each container's own")
+	}
+	pullBusybox(t)
+	pod := podConfig(t, "podoom")
+	pod.Linux.Resources = &runtime.LinuxContainerResources{MemoryLimitInBytes: 200 << 20}
+	podID := runPod(t, pod)
+	limit, err := sandboxCgroupFile(t, podID, "memory", "memory.limit_in_bytes", "memory.max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit != fmt.Sprint(200<<20) {
+		t.Errorf("sandbox cgroup memory limit %q, want %d", limit, 200<<20)
+	}
+	// No limit of its own: the container grows until the sandbox is full.
+	id := startContainer(t, podID, pod, ctrConfig("hog", "tail", "/dev/zero"))
+	st := waitExited(t, id)
+	if st.Reason != "OOMKilled" {
+		t.Errorf("hog in a full sandbox: reason %q exit %d", st.Reason, st.ExitCode)
 	}
 }
 

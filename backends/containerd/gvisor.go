@@ -27,6 +27,8 @@ type gvisorRuntime struct {
 	// root is runsc's --root as the shim uses it, without the namespace.
 	root string
 	bin  string
+	// guards enforce containers' own memory limits (see gvisor_memory.go).
+	guards memGuards
 }
 
 var _ backends.Runtime = (*gvisorRuntime)(nil)
@@ -37,6 +39,7 @@ var _ backends.Recoverer = (*gvisorRuntime)(nil)
 // so operators set runsc flags in crimux's config only.
 func newGvisorRuntime(r *Runtime) (*gvisorRuntime, error) {
 	r.rroNative = true
+	r.podLimitsOnSandbox = true
 	g := &gvisorRuntime{Runtime: r}
 	bin, err := exec.LookPath(r.h.RuntimePath)
 	if err != nil {

@@ -41,6 +41,11 @@ type Runtime struct {
 	// rroNative is set where every read-only bind mount is recursive
 	// already (gVisor), so no "rro" option is passed.
 	rroNative bool
+	// podLimitsOnSandbox puts the pod's resources (its containers' sum plus
+	// overhead) on the sandbox's own cgroup: a gVisor sandbox is one host
+	// process tree that all the pod's memory is charged to, and the sentry
+	// enforces no per-container limit.
+	podLimitsOnSandbox bool
 }
 
 var _ backends.Runtime = (*Runtime)(nil)

@@ -131,6 +131,9 @@ func (r *Runtime) sandboxSpec(sb backends.Sandbox, img oci.Image) ([]oci.SpecOpt
 	if sysctls := cfg.GetLinux().GetSysctls(); len(sysctls) > 0 {
 		opts = append(opts, withSysctls(sysctls))
 	}
+	if res := podResources(cfg.GetLinux()); res != nil && r.podLimitsOnSandbox {
+		opts = append(opts, withResources(res))
+	}
 	sc := cfg.GetLinux().GetSecurityContext()
 	if sc.GetPrivileged() {
 		opts = append(opts, oci.WithPrivileged)
@@ -545,6 +548,30 @@ func withResources(res *runtime.LinuxContainerResources) oci.SpecOpts {
 		applyResources(s.Linux.Resources, res)
 		return nil
 	}
+}
+
+// podResources is what the whole pod may use, as the kubelet sizes its pod
+// cgroup: the sum of its containers' resources plus the sandbox overhead.
+// Only limits the pod has are set; nil when it has none.
+func podResources(l *runtime.LinuxPodSandboxConfig) *runtime.LinuxContainerResources {
+	res, over := l.GetResources(), l.GetOverhead()
+	if res == nil {
+		return nil
+	}
+	out := &runtime.LinuxContainerResources{CpuShares: res.CpuShares, CpusetCpus: res.CpusetCpus, CpusetMems: res.CpusetMems}
+	if out.CpuShares > 0 {
+		out.CpuShares += over.GetCpuShares()
+	}
+	if res.CpuQuota > 0 {
+		out.CpuPeriod, out.CpuQuota = res.CpuPeriod, res.CpuQuota
+		if over.GetCpuQuota() > 0 && over.GetCpuPeriod() == res.CpuPeriod {
+			out.CpuQuota += over.GetCpuQuota()
+		}
+	}
+	if res.MemoryLimitInBytes > 0 {
+		out.MemoryLimitInBytes = res.MemoryLimitInBytes + max(over.GetMemoryLimitInBytes(), 0)
+	}
+	return out
 }
 
 // applyResources copies CRI resources into an OCI resources block.
