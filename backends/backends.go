@@ -147,6 +147,14 @@ type PortForwarder interface {
 	PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
 }
 
+// SandboxResizer is an optional ability: a runtime whose sandbox itself
+// carries the pod's resources (a gVisor sandbox's cgroup) applies new ones at
+// UpdatePodSandboxResources. Without it the pod cgroup, which the kubelet
+// resized already, is all there is.
+type SandboxResizer interface {
+	UpdateSandboxResources(ctx context.Context, sandboxID string, pod *runtime.LinuxPodSandboxConfig) error
+}
+
 // Recoverer is an optional ability: re-attaching to processes that kept running
 // while crimux was down (logs, exit watching).
 type Recoverer interface {

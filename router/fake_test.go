@@ -22,6 +22,7 @@ type fakeRuntime struct {
 	RunSandboxErr error
 	CreateErr     error
 	StartErr      error
+	ResizeErr     error
 	calls         []string
 	running       map[string]bool
 	recoverStates map[string]backends.TaskState
@@ -29,6 +30,12 @@ type fakeRuntime struct {
 
 var _ backends.Runtime = (*fakeRuntime)(nil)
 var _ backends.Recoverer = (*fakeRuntime)(nil)
+var _ backends.SandboxResizer = (*fakeRuntime)(nil)
+
+func (f *fakeRuntime) UpdateSandboxResources(ctx context.Context, id string, pod *runtime.LinuxPodSandboxConfig) error {
+	f.record(fmt.Sprintf("UpdateSandboxResources %s %d+%d", id, pod.GetResources().GetMemoryLimitInBytes(), pod.GetOverhead().GetMemoryLimitInBytes()))
+	return f.ResizeErr
+}
 
 func (f *fakeRuntime) record(c string) {
 	f.mu.Lock()

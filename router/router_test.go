@@ -404,3 +404,64 @@ func TestUsernsValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestUpdatePodSandboxResources(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	ctx := context.Background()
+	cfg := netPod("resize")
+	cfg.Linux.Resources = &runtime.LinuxContainerResources{MemoryLimitInBytes: 100}
+	cfg.Linux.Overhead = &runtime.LinuxContainerResources{MemoryLimitInBytes: 10}
+	resp, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.PodSandboxId
+	rt := f.drv.runtimes["runc"]
+	last := func() string { c := rt.Calls(); return c[len(c)-1] }
+	if _, err := f.r.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: "nope", Resources: &runtime.LinuxContainerResources{}}); code(err) != codes.NotFound {
+		t.Errorf("unknown pod: %v", err)
+	}
+	if _, err := f.r.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: id}); code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "neither resources nor overhead") {
+		t.Errorf("empty update: %v", err)
+	}
+	// Only resources given: the overhead stays the config's.
+	if _, err := f.r.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: id, Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 200}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := last(); got != "UpdateSandboxResources "+id+" 200+10" {
+		t.Errorf("runtime call %q", got)
+	}
+	st, err := f.r.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
+	if err != nil || !strings.Contains(st.Info["info"], `"podResources":{"memory_limit_in_bytes":200}`) {
+		t.Errorf("verbose status after the update: %v %v", st.GetInfo(), err)
+	}
+	// A runtime that can't apply them: an error, and nothing recorded.
+	rt.ResizeErr = errors.New("runsc update: no")
+	if _, err := f.r.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: id, Overhead: &runtime.LinuxContainerResources{MemoryLimitInBytes: 20}}); err == nil || !strings.Contains(err.Error(), "runsc update: no") {
+		t.Errorf("failed apply: %v", err)
+	}
+	if res, over := podResources(f.r.mustSandbox(t, id)); res.GetMemoryLimitInBytes() != 200 || over.GetMemoryLimitInBytes() != 10 {
+		t.Errorf("after a failed apply: %v %v", res, over)
+	}
+	// A stopped pod's resources are recorded without the runtime.
+	rt.ResizeErr = nil
+	if _, err := f.r.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatal(err)
+	}
+	n := len(rt.Calls())
+	if _, err := f.r.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: id, Overhead: &runtime.LinuxContainerResources{MemoryLimitInBytes: 30}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rt.Calls()) != n {
+		t.Errorf("a stopped pod's runtime was called: %v", rt.Calls()[n:])
+	}
+}
+
+func (r *Router) mustSandbox(t *testing.T, id string) *sandbox.Sandbox {
+	t.Helper()
+	sb, err := r.sandboxes.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb
+}

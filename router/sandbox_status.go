@@ -19,14 +19,17 @@ func (r *Router) PodSandboxStatus(ctx context.Context, req *runtime.PodSandboxSt
 	resp := &runtime.PodSandboxStatusResponse{Status: r.sandboxStatus(sb)}
 	if req.Verbose {
 		st := sb.Status()
+		res, over := podResources(sb)
 		info, _ := json.Marshal(map[string]any{
-			"pid":        st.Pid,
-			"netns":      sb.NetNSPath,
-			"handler":    sb.Handler,
-			"image":      sb.Image,
-			"networkUp":  st.NetworkReady,
-			"podDir":     r.podDir(sb.ID),
-			"recordName": sb.Name,
+			"podResources": res,
+			"podOverhead":  over,
+			"pid":          st.Pid,
+			"netns":        sb.NetNSPath,
+			"handler":      sb.Handler,
+			"image":        sb.Image,
+			"networkUp":    st.NetworkReady,
+			"podDir":       r.podDir(sb.ID),
+			"recordName":   sb.Name,
 		})
 		resp.Info = map[string]string{"info": string(info)}
 	}

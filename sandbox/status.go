@@ -44,6 +44,11 @@ type Status struct {
 	// NetworkReady is true between a successful CNI ADD and the CNI DEL.
 	NetworkReady bool   `json:"network_ready"`
 	Pid          uint32 `json:"pid,omitempty"`
+	// PodResources and PodOverhead are the pod-level resources of the last
+	// UpdatePodSandboxResources; until one comes, the config's are current.
+	// They are replaced, never changed in place.
+	PodResources *runtime.LinuxContainerResources `json:"pod_resources,omitempty"`
+	PodOverhead  *runtime.LinuxContainerResources `json:"pod_overhead,omitempty"`
 }
 
 // Sandbox is one pod sandbox.

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +51,17 @@ func TestGvisorPodMemoryLimit(t *testing.T) {
 	}
 	if limit != fmt.Sprint(200<<20) {
 		t.Errorf("sandbox cgroup memory limit %q, want %d", limit, 200<<20)
+	}
+	// A resize reaches the sandbox's cgroup: resources plus overhead.
+	if _, err := env.Runtime.UpdatePodSandboxResources(ctx(t), &runtime.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: podID,
+		Resources:    &runtime.LinuxContainerResources{MemoryLimitInBytes: 150 << 20},
+		Overhead:     &runtime.LinuxContainerResources{MemoryLimitInBytes: 10 << 20},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if limit, err = sandboxCgroupFile(t, podID, "memory", "memory.limit_in_bytes", "memory.max"); err != nil || limit != fmt.Sprint(160<<20) {
+		t.Errorf("sandbox cgroup memory limit after the resize %q (%v), want %d", limit, err, 160<<20)
 	}
 	// No limit of its own: the container grows until the sandbox is full.
 	id := startContainer(t, podID, pod, ctrConfig("hog", "tail", "/dev/zero"))
@@ -147,5 +159,29 @@ func TestStreamingLists(t *testing.T) {
 	}
 	if r, err := is.Recv(); err != nil || len(r.Images) == 0 {
 		t.Fatalf("stream images: %v %v", r, err)
+	}
+}
+
+// UpdatePodSandboxResources is recorded for every handler (verbose status
+// shows it); TestGvisorPodMemoryLimit checks where gVisor applies it.
+func TestUpdatePodSandboxResources(t *testing.T) {
+	needEnv(t)
+	pod := podConfig(t, "resize")
+	podID := runPod(t, pod)
+	if _, err := env.Runtime.UpdatePodSandboxResources(ctx(t), &runtime.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: podID,
+		Resources:    &runtime.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 300 << 20},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := env.Runtime.PodSandboxStatus(ctx(t), podID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := st.GetInfo()["info"]; !strings.Contains(info, fmt.Sprintf(`"podResources":{"cpu_shares":512,"memory_limit_in_bytes":%d}`, 300<<20)) {
+		t.Errorf("verbose status after the resize: %s", info)
+	}
+	if _, err := env.Runtime.UpdatePodSandboxResources(ctx(t), &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: podID}); err == nil {
+		t.Error("an empty resize was accepted")
 	}
 }

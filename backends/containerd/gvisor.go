@@ -34,6 +34,7 @@ type gvisorRuntime struct {
 var _ backends.Runtime = (*gvisorRuntime)(nil)
 var _ backends.PortForwarder = (*gvisorRuntime)(nil)
 var _ backends.Recoverer = (*gvisorRuntime)(nil)
+var _ backends.SandboxResizer = (*gvisorRuntime)(nil)
 
 // newGvisorRuntime writes the shim's config file (binary, root, runsc flags)
 // so operators set runsc flags in crimux's config only.

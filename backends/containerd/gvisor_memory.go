@@ -133,6 +133,17 @@ func (g *gvisorRuntime) UpdateResources(ctx context.Context, id string, res *run
 	return nil
 }
 
+// UpdateSandboxResources implements backends.SandboxResizer: the pod's new
+// resources go on the sandbox's cgroup (runsc update of the root container).
+func (g *gvisorRuntime) UpdateSandboxResources(ctx context.Context, id string, pod *runtime.LinuxPodSandboxConfig) error {
+	res := podResources(pod)
+	if res == nil {
+		return nil
+	}
+	// The base method: the sandbox's pause is no container to guard.
+	return g.Runtime.UpdateResources(ctx, id, res)
+}
+
 // Recover implements backends.Recoverer: running containers are watched again.
 func (g *gvisorRuntime) Recover(ctx context.Context, sandboxes []backends.Sandbox, containers []backends.Container) map[string]backends.TaskState {
 	out := g.Runtime.Recover(ctx, sandboxes, containers)
