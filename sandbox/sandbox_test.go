@@ -68,7 +68,8 @@ func TestCheckpointRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	sb := NewSandbox(Metadata{ID: "s1", Name: "n", Handler: "runc", Config: &runtime.PodSandboxConfig{Hostname: "h", Labels: map[string]string{"a": "b"}}},
-		Status{State: runtime.PodSandboxState_SANDBOX_READY, IPs: []string{"10.0.0.2"}, NetworkReady: true})
+		Status{State: runtime.PodSandboxState_SANDBOX_READY, IPs: []string{"10.0.0.2"}, NetworkReady: true,
+			PodResources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, CpuShares: 512}})
 	c := NewContainer(ContainerMetadata{ID: "c1", SandboxID: "s1", Config: &runtime.ContainerConfig{Command: []string{"sh"}}},
 		ContainerStatus{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 42})
 	if err := ck.SaveSandbox(sb); err != nil {
@@ -85,7 +86,8 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if len(errs) != 1 || len(sbs) != 1 || len(cts) != 1 {
 		t.Fatalf("load: %d sandboxes, %d containers, errs %v", len(sbs), len(cts), errs)
 	}
-	if sbs[0].Config.Hostname != "h" || sbs[0].Status().IPs[0] != "10.0.0.2" || sbs[0].Handler != "runc" {
+	if sbs[0].Config.Hostname != "h" || sbs[0].Status().IPs[0] != "10.0.0.2" || sbs[0].Handler != "runc" ||
+		sbs[0].Status().PodResources.GetMemoryLimitInBytes() != 1<<30 || sbs[0].Status().PodOverhead != nil {
 		t.Errorf("sandbox: %+v %+v", sbs[0].Metadata, sbs[0].Status())
 	}
 	if cts[0].Config.Command[0] != "sh" || cts[0].Status().Pid != 42 {
