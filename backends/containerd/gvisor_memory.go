@@ -2,6 +2,12 @@ package containerd
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,7 +29,9 @@ import (
 // sample is a `runsc events --stats` run by the shim, so only containers
 // with a limit are watched, and a process that grows faster than the
 // interval can overshoot until the next sample (the sandbox's cgroup stays
-// the hard bound).
+// the hard bound). A container's pages are the sentry's, charged to the
+// sandbox's host cgroup, so while the whole sandbox uses less than the
+// container's limit (one file read) the shim is not asked at all.
 
 // memGuard watches one container.
 type memGuard struct {
@@ -80,6 +88,9 @@ func (g *gvisorRuntime) watchMemory(p *proc, mg *memGuard, interval time.Duratio
 		if limit <= 0 {
 			continue
 		}
+		if total, err := hostCgroupMemory(p.pid); err == nil && total < uint64(limit) {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(g.d.ctx(context.Background()), interval+5*time.Second)
 		u, err := cgroupUsage(ctx, p)
 		if err != nil || u.MemWorkingSet < uint64(limit) {
@@ -97,6 +108,38 @@ func (g *gvisorRuntime) watchMemory(p *proc, mg *memGuard, interval time.Duratio
 		cancel()
 		return
 	}
+}
+
+// hostCgroupMemory is the memory charged to the host cgroup of process pid
+// (for a gVisor container, its sandbox's): memory.usage_in_bytes of the
+// cgroup v1 memory controller, or memory.current on a unified hierarchy.
+func hostCgroupMemory(pid uint32) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return 0, err
+	}
+	var file string
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if slices.Contains(strings.Split(parts[1], ","), "memory") {
+			file = filepath.Join("/sys/fs/cgroup/memory", parts[2], "memory.usage_in_bytes")
+			break
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			file = filepath.Join("/sys/fs/cgroup", parts[2], "memory.current")
+		}
+	}
+	if file == "" {
+		return 0, fmt.Errorf("no memory cgroup for pid %d", pid)
+	}
+	b, err = os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 }
 
 // memoryLimit is the memory limit in a container's stored spec (0 = none).
