@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -49,7 +50,12 @@ func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runti
 		}
 	}
 	if req.Verbose {
-		resp.Info = map[string]string{"config": fmt.Sprintf("%+v", *r.cfg)}
+		// Every info value is a JSON document (crictl info decodes them).
+		cfg, err := json.Marshal(r.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("encode config: %w", err)
+		}
+		resp.Info = map[string]string{"config": string(cfg)}
 	}
 	return resp, nil
 }
