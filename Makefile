@@ -11,6 +11,7 @@ BIN_DIR      ?= $(PREFIX)/bin
 OUT          := _output/bin
 CONTAINERD_VERSION ?= v2.4.2
 CRI_TOOLS_VERSION  ?= v1.37.0
+RUNC_VERSION       ?= v1.2.6
 GVISOR_VERSION     ?= v0.0.0-20260905035102-160fafc42237
 HANDLERS           ?= runc gvisor
 CRIMUX_SOCKET ?= /run/crimux/crimux.sock
@@ -18,7 +19,7 @@ LOG_DIR      ?= /var/log/crimux
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -X github.com/crimux/crimux/router.Version=$(VERSION)
 
-.PHONY: all build deps packages containerd crictl gvisor critest-bin critest critest-bench install up down test unit integration bench vet fmt clean demo-registry
+.PHONY: all build deps packages runc containerd crictl gvisor critest-bin critest critest-bench install up down test unit integration bench vet fmt clean demo-registry
 
 all: build
 
@@ -28,10 +29,13 @@ build:
 	$(GO) build -o $(OUT)/crimux-testregistry ./test/cmd/crimux-testregistry
 
 # Everything crimux and its tests need from outside the repo.
-deps: packages containerd crictl gvisor
+deps: packages runc containerd crictl gvisor
 
 packages:
 	@bash hack/install-packages.sh
+
+runc:
+	@bash hack/install-runc.sh $(RUNC_VERSION) $(BIN_DIR)
 
 containerd:
 	@bash hack/install-containerd.sh $(CONTAINERD_VERSION) $(BIN_DIR)

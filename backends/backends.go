@@ -35,6 +35,9 @@ type Sandbox struct {
 	Config  *runtime.PodSandboxConfig
 	// NetNSPath is the pod's network namespace; empty for host network.
 	NetNSPath string
+	// UsernsPath is the pod's own user namespace, which owns NetNSPath; empty
+	// for the node's. Every container of the pod, pause included, joins it.
+	UsernsPath string
 	// Image is the sandbox (pause) image reference, present in the image store.
 	Image string
 	// Dir is a directory of the sandbox's own for resolv.conf, hostname, hosts.

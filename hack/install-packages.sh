@@ -8,6 +8,10 @@ command -v iptables >/dev/null || need+=(iptables)
 [ -x /usr/bin/busybox ] || need+=(busybox)   # test images are built from Debian's dynamic busybox
 command -v ip >/dev/null || need+=(iproute2)
 command -v ldd >/dev/null || need+=(libc-bin)
+# runc is built from the module proxy with seccomp (cgo): gcc, pkg-config, libseccomp-dev.
+command -v gcc >/dev/null || need+=(gcc)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+[ -e /usr/include/seccomp.h ] || need+=(libseccomp-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -8,6 +8,9 @@ ctrd_sock=/run/containerd/containerd.sock
 # listening PATH: a process accepts on the unix socket PATH (a socket file left
 # by a containerd that died, or by a reboot without /run on tmpfs, is not one).
 listening() { awk -v p="$1" '$8 == p && $4 == "00010000" {f = 1} END {exit !f}' /proc/net/unix; }
+# containerd makes its state dir 0711 so that a pod's remapped root can reach
+# its bundle (pod user namespaces); one made 0700 by something else stays so.
+[ -d /run/containerd ] && chmod 0711 /run/containerd
 if ! listening "$ctrd_sock"; then
   echo "starting containerd ($("$bin/containerd" --version | awk '{print $3}'))"
   PATH="$bin:$PATH" nohup "$bin/containerd" >"$logs/containerd.log" 2>&1 &

@@ -141,10 +141,11 @@ func newID() string {
 
 func (r *Router) podDir(id string) string { return filepath.Join(r.cfg.StateDir, "pods", id) }
 
-func (r *Router) netnsDir() string { return filepath.Join(r.cfg.StateDir, "netns") }
+func (r *Router) netnsDir() string  { return filepath.Join(r.cfg.StateDir, "netns") }
+func (r *Router) usernsDir() string { return filepath.Join(r.cfg.StateDir, "userns") }
 
 func (r *Router) backendSandbox(sb *sandbox.Sandbox) backends.Sandbox {
-	return backends.Sandbox{ID: sb.ID, Handler: sb.Handler, Config: sb.Config, NetNSPath: sb.NetNSPath, Image: sb.Image, Dir: r.podDir(sb.ID)}
+	return backends.Sandbox{ID: sb.ID, Handler: sb.Handler, Config: sb.Config, NetNSPath: sb.NetNSPath, UsernsPath: sb.UsernsPath, Image: sb.Image, Dir: r.podDir(sb.ID)}
 }
 
 func (r *Router) saveSandbox(sb *sandbox.Sandbox) {

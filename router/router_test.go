@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -390,7 +391,9 @@ func TestUsernsValidation(t *testing.T) {
 	}{
 		{desc: "node", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE}, ok: true},
 		{desc: "node with mappings", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE, Uids: []*runtime.IDMapping{{Length: 1}}}},
-		{desc: "pod (not offered)", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: []*runtime.IDMapping{{HostId: 1000, Length: 65536}}, Gids: []*runtime.IDMapping{{HostId: 1000, Length: 65536}}}},
+		{desc: "pod (the fake handler has no user_namespaces feature)", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: []*runtime.IDMapping{{HostId: 1000, Length: 65536}}, Gids: []*runtime.IDMapping{{HostId: 1000, Length: 65536}}}},
+		{desc: "pod with two mappings", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: []*runtime.IDMapping{{HostId: 1000, Length: 10}, {ContainerId: 10, HostId: 5000, Length: 10}}, Gids: []*runtime.IDMapping{{HostId: 1000, Length: 65536}}}},
+		{desc: "pod without container ID 0", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: []*runtime.IDMapping{{ContainerId: 1, HostId: 1000, Length: 65536}}, Gids: []*runtime.IDMapping{{ContainerId: 1, HostId: 1000, Length: 65536}}}},
 		{desc: "container", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_CONTAINER}},
 		{desc: "target", u: &runtime.UserNamespace{Mode: runtime.NamespaceMode_TARGET}},
 	} {
@@ -464,4 +467,26 @@ func (r *Router) mustSandbox(t *testing.T, id string) *sandbox.Sandbox {
 		t.Fatal(err)
 	}
 	return sb
+}
+
+// Verbose Status info values are JSON documents: crictl info decodes each.
+func TestStatusInfoIsJSON(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	st, err := f.r.Status(context.Background(), &runtime.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Info) == 0 {
+		t.Fatal("no info in a verbose status")
+	}
+	for k, v := range st.Info {
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(v), &doc); err != nil {
+			t.Errorf("info %q is not a JSON object: %v: %.80s", k, err, v)
+		}
+	}
+	var cfg struct{ StateDir string }
+	if err := json.Unmarshal([]byte(st.Info["config"]), &cfg); err != nil || cfg.StateDir != f.cfg.StateDir {
+		t.Errorf("config info's state dir %q (%v), want %q", cfg.StateDir, err, f.cfg.StateDir)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -42,9 +43,10 @@ func validateSandboxConfig(cfg *runtime.PodSandboxConfig) error {
 	return nil
 }
 
-// validateUserns accepts only the node's user namespace: no handler offers
-// pod user namespaces yet (they need idmapped mounts), and running such a pod
-// in the node's namespace instead would pretend to honour the request.
+// validateUserns checks a pod's user namespace request: the node's (NODE,
+// no mappings) or one of its own (POD) with one uid and one gid mapping that
+// map container ID 0, as the kubelet sends them. Whether the pod's handler
+// can give it one is checked once the handler is known.
 func validateUserns(u *runtime.UserNamespace) error {
 	if u == nil {
 		return nil
@@ -56,9 +58,25 @@ func validateUserns(u *runtime.UserNamespace) error {
 		}
 		return nil
 	case runtime.NamespaceMode_POD:
-		return fmt.Errorf("%w: pod user namespaces are not supported: no handler reports user_namespaces", errInvalid)
+		for what, ms := range map[string][]*runtime.IDMapping{"uid": u.Uids, "gid": u.Gids} {
+			if len(ms) != 1 {
+				return fmt.Errorf("%w: a pod user namespace takes exactly one %s mapping (got %d)", errInvalid, what, len(ms))
+			}
+			if ms[0].ContainerId != 0 || ms[0].Length == 0 {
+				return fmt.Errorf("%w: the pod user namespace's %s mapping must map container ID 0 (got container ID %d, length %d)", errInvalid, what, ms[0].ContainerId, ms[0].Length)
+			}
+		}
+		return nil
 	}
-	return fmt.Errorf("%w: user namespace mode %s is not supported (only NODE)", errInvalid, u.Mode)
+	return fmt.Errorf("%w: user namespace mode %s is not supported (NODE or POD)", errInvalid, u.Mode)
+}
+
+func sysIDMaps(in []*runtime.IDMapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, 0, len(in))
+	for _, m := range in {
+		out = append(out, syscall.SysProcIDMap{ContainerID: int(m.ContainerId), HostID: int(m.HostId), Size: int(m.Length)})
+	}
+	return out
 }
 
 func hostNetwork(cfg *runtime.PodSandboxConfig) bool {
@@ -75,6 +93,11 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 	handler, rt, err := r.resolveHandler(req.RuntimeHandler)
 	if err != nil {
 		return nil, err
+	}
+	// (POD is the zero mode: only a present UsernsOptions asks for one.)
+	if u := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(); u != nil && u.Mode == runtime.NamespaceMode_POD && !rt.Features().GetUserNamespaces() {
+		// Running it in the node's user namespace would pretend to honour it.
+		return nil, fmt.Errorf("%w: handler %q can't give a pod a user namespace of its own (its runtime_handlers feature user_namespaces is false)", errInvalid, handler)
 	}
 	name := sandboxName(cfg.Metadata)
 	id := newID()
@@ -105,10 +128,30 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 
 	st := sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY}
 	hostNet := hostNetwork(cfg)
-	if !hostNet {
-		p, err := sandbox.NewNetNS(r.netnsDir(), id)
+	if u := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(); u != nil && u.Mode == runtime.NamespaceMode_POD {
+		// The pod's user namespace comes first and owns its netns.
+		netnsDir := r.netnsDir()
+		if hostNet {
+			netnsDir = ""
+		}
+		up, np, err := sandbox.NewUserNS(r.usernsDir(), netnsDir, id, sysIDMaps(u.Uids), sysIDMaps(u.Gids))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("create the pod's user namespace: %w", err)
+		}
+		md.UsernsPath, md.NetNSPath = up, np
+		undo.add(func(context.Context) {
+			if err := sandbox.RemoveNetNS(up); err != nil {
+				r.log.Error("roll back user namespace", "id", id, "error", err)
+			}
+		})
+	}
+	if !hostNet {
+		p := md.NetNSPath
+		if p == "" {
+			var err error
+			if p, err = sandbox.NewNetNS(r.netnsDir(), id); err != nil {
+				return nil, err
+			}
 		}
 		md.NetNSPath = p
 		undo.add(func(context.Context) {

@@ -25,6 +25,7 @@ func (r *Router) PodSandboxStatus(ctx context.Context, req *runtime.PodSandboxSt
 			"podOverhead":  over,
 			"pid":          st.Pid,
 			"netns":        sb.NetNSPath,
+			"userns":       sb.UsernsPath,
 			"handler":      sb.Handler,
 			"image":        sb.Image,
 			"networkUp":    st.NetworkReady,

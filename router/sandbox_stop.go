@@ -57,9 +57,11 @@ func (r *Router) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 			return s, nil
 		})
 	}
-	if err := sandbox.RemoveNetNS(sb.NetNSPath); err != nil {
-		r.saveSandbox(sb)
-		return err
+	for _, p := range []string{sb.NetNSPath, sb.UsernsPath} {
+		if err := sandbox.RemoveNetNS(p); err != nil {
+			r.saveSandbox(sb)
+			return err
+		}
 	}
 	r.saveSandbox(sb)
 	return nil

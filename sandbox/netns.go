@@ -3,9 +3,12 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,7 +68,8 @@ func loopbackUp() error {
 	return nil
 }
 
-// RemoveNetNS unmounts and removes a namespace made by NewNetNS; a missing one is fine.
+// RemoveNetNS unmounts and removes a namespace made by NewNetNS or NewUserNS
+// (network or user); a missing one is fine.
 func RemoveNetNS(p string) error {
 	if p == "" {
 		return nil
@@ -96,4 +100,90 @@ func InNetNS(p string, f func() error) error {
 		errc <- f()
 	}()
 	return <-errc
+}
+
+// HolderEnv, set in its environment, makes a crimux process only hold the
+// namespaces it was started in until its stdin closes (see NewUserNS).
+const HolderEnv = "_CRIMUX_NS_HOLDER"
+
+// HoldNamespaces is what a crimux process started by NewUserNS does.
+func HoldNamespaces() {
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// NewUserNS creates a user namespace with the given mappings and pins it with
+// a bind mount at usernsDir/name. With netnsDir it also creates a network
+// namespace owned by that user namespace (loopback up), pinned at
+// netnsDir/name: a pod whose containers run in the user namespace can then
+// mount sysfs for its own network, which it can't for a network namespace
+// the node's user namespace owns. Go can't unshare a user namespace in a
+// threaded process, so a child crimux process (HolderEnv) is started in the
+// new namespaces and ends once they are pinned.
+func NewUserNS(usernsDir, netnsDir, name string, uids, gids []syscall.SysProcIDMap) (userns, netns string, err error) {
+	flags := uintptr(unix.CLONE_NEWUSER)
+	if netnsDir != "" {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = []string{HolderEnv + "=1"}
+	hold, err := cmd.StdinPipe()
+	if err != nil {
+		return "", "", err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  flags,
+		UidMappings: uids,
+		GidMappings: gids,
+		// The pod's processes may set their supplementary groups.
+		GidMappingsEnableSetgroups: true,
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		return "", "", fmt.Errorf("start a process in a new user namespace: %w", err)
+	}
+	defer func() {
+		_ = hold.Close()
+		if err != nil {
+			_ = cmd.Process.Kill()
+		}
+		_ = cmd.Wait()
+	}()
+	defer func() {
+		if err != nil {
+			_ = RemoveNetNS(netns)
+			_ = RemoveNetNS(userns)
+		}
+	}()
+	if userns, err = pinNS(usernsDir, name, fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid)); err != nil {
+		return "", "", err
+	}
+	if netnsDir == "" {
+		return userns, "", nil
+	}
+	if netns, err = pinNS(netnsDir, name, fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)); err != nil {
+		return userns, "", err
+	}
+	if err = InNetNS(netns, loopbackUp); err != nil {
+		return userns, netns, err
+	}
+	return userns, netns, nil
+}
+
+// pinNS bind-mounts the namespace file src at dir/name.
+func pinNS(dir, name, src string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create namespace dir %q: %w", dir, err)
+	}
+	p := filepath.Join(dir, name)
+	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return "", fmt.Errorf("create namespace file %q: %w", p, err)
+	}
+	f.Close()
+	if err := unix.Mount(src, p, "none", unix.MS_BIND, ""); err != nil {
+		_ = os.Remove(p)
+		return "", fmt.Errorf("bind-mount %s at %q: %w", src, p, err)
+	}
+	return p, nil
 }

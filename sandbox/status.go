@@ -31,7 +31,9 @@ type Metadata struct {
 	Handler   string                    `json:"handler"`
 	Config    *runtime.PodSandboxConfig `json:"-"`
 	NetNSPath string                    `json:"netns_path,omitempty"`
-	CreatedAt int64                     `json:"created_at"`
+	// UsernsPath is the pod's own user namespace (pinned); empty for the node's.
+	UsernsPath string `json:"userns_path,omitempty"`
+	CreatedAt  int64  `json:"created_at"`
 	// Image is the sandbox (pause) image reference actually used.
 	Image string `json:"image"`
 }

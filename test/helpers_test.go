@@ -184,8 +184,10 @@ func assertNoLeaks(t *testing.T, podIDs []string, ctrIDs []string) {
 		if _, err := c.LoadContainer(cctx, id); err == nil {
 			t.Errorf("containerd container %s is left behind", id)
 		}
-		if _, err := os.Stat(filepath.Join(env.Dir, "state", "netns", id)); err == nil {
-			t.Errorf("netns of %s is left behind", id)
+		for _, ns := range []string{"netns", "userns"} {
+			if _, err := os.Stat(filepath.Join(env.Dir, "state", ns, id)); err == nil {
+				t.Errorf("%s of %s is left behind", ns, id)
+			}
 		}
 		if _, err := os.Stat(filepath.Join(env.Dir, "state", "pods", id)); err == nil {
 			t.Errorf("pod dir of %s is left behind", id)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,6 +39,7 @@ type Runtime struct {
 
 	featuresOnce sync.Once
 	rro          bool // guarded by featuresOnce
+	userns       bool // guarded by featuresOnce
 	// rroNative is set where every read-only bind mount is recursive
 	// already (gVisor), so no "rro" option is passed.
 	rroNative bool
@@ -64,33 +66,54 @@ type proc struct {
 // Handler implements backends.Runtime.
 func (r *Runtime) Handler() string { return r.name }
 
-// Features implements backends.Runtime: recursive read-only mounts when the
-// OCI runtime lists the "rro" mount option (`runc features`).
+// Features implements backends.Runtime, from what the OCI runtime says of
+// itself (`runc features`): recursive read-only mounts when it lists the
+// "rro" mount option; pod user namespaces when it does idmapped mounts and
+// the handler's snapshotter can id-map a rootfs ("remap-ids").
 func (r *Runtime) Features() *runtime.RuntimeHandlerFeatures {
-	r.featuresOnce.Do(func() { r.rro = r.rroNative || r.probeRRO() })
-	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: r.rro, UserNamespaces: false}
+	r.featuresOnce.Do(func() {
+		rro, idmap := r.probeRunc()
+		r.rro = r.rroNative || rro
+		r.userns = idmap && r.snapshotterRemaps()
+	})
+	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: r.rro, UserNamespaces: r.userns}
 }
 
-func (r *Runtime) probeRRO() bool {
+func (r *Runtime) probeRunc() (rro, idmap bool) {
 	if r.h.RuntimeType != conf.RuntimeRunc || r.h.RuntimePath == "" {
-		return false
+		return false, false
 	}
 	out, err := exec.Command(r.h.RuntimePath, "features").Output()
 	if err != nil {
-		return false
+		return false, false
 	}
 	var f struct {
 		MountOptions []string `json:"mountOptions"`
+		Linux        struct {
+			MountExtensions struct {
+				IDMap struct {
+					Enabled *bool `json:"enabled"`
+				} `json:"idmap"`
+			} `json:"mountExtensions"`
+		} `json:"linux"`
 	}
 	if json.Unmarshal(out, &f) != nil {
+		return false, false
+	}
+	idmap = f.Linux.MountExtensions.IDMap.Enabled != nil && *f.Linux.MountExtensions.IDMap.Enabled
+	return slices.Contains(f.MountOptions, "rro"), idmap
+}
+
+// snapshotterRemaps: the handler's snapshotter id-maps a rootfs itself.
+func (r *Runtime) snapshotterRemaps() bool {
+	ctx, cancel := context.WithTimeout(r.d.ctx(context.Background()), r.d.opts.Timeout)
+	defer cancel()
+	caps, err := r.d.client.GetSnapshotterCapabilities(ctx, r.h.Snapshotter)
+	if err != nil {
+		r.d.log.Warn("snapshotter capabilities", "handler", r.name, "snapshotter", r.h.Snapshotter, "error", err)
 		return false
 	}
-	for _, o := range f.MountOptions {
-		if o == "rro" {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(caps, "remap-ids")
 }
 
 func (r *Runtime) usable() error {
@@ -224,7 +247,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name}
 	cont, err := r.d.client.NewContainer(ctx, sb.ID,
 		client.WithSnapshotter(r.h.Snapshotter),
-		client.WithNewSnapshot(sb.ID, img),
+		client.WithNewSnapshot(sb.ID, img, snapshotOpts(sb)...),
 		client.WithImageName(img.Name()),
 		client.WithNewSpec(specOpts...),
 		client.WithRuntime(r.h.RuntimeType, rtOpts),
@@ -529,7 +552,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 	}
 	cont, err := r.d.client.NewContainer(ctx, c.ID,
 		client.WithSnapshotter(r.h.Snapshotter),
-		client.WithNewSnapshot(c.ID, img),
+		client.WithNewSnapshot(c.ID, img, snapshotOpts(c.Sandbox)...),
 		client.WithImageName(img.Name()),
 		client.WithNewSpec(specOpts...),
 		client.WithRuntime(r.h.RuntimeType, rtOpts),

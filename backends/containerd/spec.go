@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -85,6 +87,54 @@ func sandboxAnnotations(sb backends.Sandbox) map[string]string {
 	return a
 }
 
+// podIDMaps are the pod's user namespace mappings when it has a user
+// namespace of its own (mode POD; the router validated them).
+func podIDMaps(sb backends.Sandbox) (uids, gids []specs.LinuxIDMapping, ok bool) {
+	u := nsOptions(sb).GetUsernsOptions()
+	if u == nil || u.Mode != runtime.NamespaceMode_POD { // POD is the zero mode
+		return nil, nil, false
+	}
+	return idMaps(u.Uids), idMaps(u.Gids), true
+}
+
+func idMaps(in []*runtime.IDMapping) []specs.LinuxIDMapping {
+	out := make([]specs.LinuxIDMapping, 0, len(in))
+	for _, m := range in {
+		out = append(out, specs.LinuxIDMapping{ContainerID: m.ContainerId, HostID: m.HostId, Size: m.Length})
+	}
+	return out
+}
+
+// usernsOpts put a container (pause included) in the pod's own user
+// namespace, with its mappings, which runc checks against the namespace's.
+// On the node's network a new sysfs can't be mounted from it (the node's
+// user namespace owns that netns): the node's /sys is bound read-only instead.
+func usernsOpts(sb backends.Sandbox) []oci.SpecOpts {
+	uids, gids, ok := podIDMaps(sb)
+	if !ok {
+		return nil
+	}
+	opts := []oci.SpecOpts{
+		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.UserNamespace, Path: sb.UsernsPath}),
+		oci.WithUserNamespace(uids, gids),
+	}
+	if nsOptions(sb).Network == runtime.NamespaceMode_NODE {
+		opts = append(opts, oci.WithoutMounts("/sys"), oci.WithMounts([]specs.Mount{
+			{Source: "/sys", Destination: "/sys", Type: "bind", Options: []string{"rbind", "rro", "nosuid", "nodev", "noexec"}},
+		}))
+	}
+	return opts
+}
+
+// snapshotOpts label a pod user namespace's snapshots so that the snapshotter
+// id-maps them (overlayfs with idmapped layers) for the pod's mappings.
+func snapshotOpts(sb backends.Sandbox) []snapshots.Opt {
+	if uids, gids, ok := podIDMaps(sb); ok {
+		return []snapshots.Opt{client.WithUserNSRemapperLabels(uids, gids)}
+	}
+	return nil
+}
+
 func nsOptions(sb backends.Sandbox) *runtime.NamespaceOption {
 	if o := sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions(); o != nil {
 		return o
@@ -134,6 +184,7 @@ func (r *Runtime) sandboxSpec(sb backends.Sandbox, img oci.Image) ([]oci.SpecOpt
 	if res := podResources(cfg.GetLinux()); res != nil && r.podLimitsOnSandbox {
 		opts = append(opts, withResources(res))
 	}
+	opts = append(opts, usernsOpts(sb)...)
 	sc := cfg.GetLinux().GetSecurityContext()
 	if sc.GetPrivileged() {
 		opts = append(opts, oci.WithPrivileged)
@@ -342,7 +393,15 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 				opts = append(opts, "rro")
 			}
 		}
-		mounts = append(mounts, specs.Mount{Source: src, Destination: m.ContainerPath, Type: "bind", Options: opts})
+		sm := specs.Mount{Source: src, Destination: m.ContainerPath, Type: "bind", Options: opts}
+		if len(m.UidMappings) > 0 || len(m.GidMappings) > 0 {
+			// An idmapped bind mount (KEP-127 volumes in a pod user namespace).
+			if _, _, ok := podIDMaps(sb); !ok {
+				return nil, fmt.Errorf("%w: mount %s has id mappings but the pod has no user namespace of its own", backends.ErrInvalid, m.ContainerPath)
+			}
+			sm.UIDMappings, sm.GIDMappings = idMaps(m.UidMappings), idMaps(m.GidMappings)
+		}
+		mounts = append(mounts, sm)
 	}
 	opts = append(opts, oci.WithMounts(mounts), withRootPropagation(cfg.Mounts))
 
@@ -359,6 +418,7 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 	} else {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: fmt.Sprintf("/proc/%d/ns/ipc", pausePid)}))
 	}
+	opts = append(opts, usernsOpts(sb)...)
 	switch cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() {
 	case runtime.NamespaceMode_NODE:
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))

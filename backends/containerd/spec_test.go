@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
 )
 
 func TestPodResources(t *testing.T) {
@@ -24,5 +26,27 @@ func TestPodResources(t *testing.T) {
 	})
 	if got.MemoryLimitInBytes != 0 || got.CpuQuota != 0 || got.CpuShares != 2 {
 		t.Errorf("overhead without limits: %+v", got)
+	}
+}
+
+func TestPodIDMaps(t *testing.T) {
+	sb := func(u *runtime.UserNamespace) backends.Sandbox {
+		return backends.Sandbox{Config: &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{
+			SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{UsernsOptions: u}}}}}
+	}
+	// POD is the zero mode: no UsernsOptions must not read as a pod user namespace.
+	if _, _, ok := podIDMaps(sb(nil)); ok {
+		t.Error("no userns options gave a pod user namespace")
+	}
+	if _, _, ok := podIDMaps(sb(&runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE})); ok {
+		t.Error("NODE gave a pod user namespace")
+	}
+	m := []*runtime.IDMapping{{ContainerId: 0, HostId: 1000, Length: 65536}}
+	uids, gids, ok := podIDMaps(sb(&runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: m, Gids: m}))
+	if !ok || len(uids) != 1 || uids[0].HostID != 1000 || uids[0].Size != 65536 || len(gids) != 1 {
+		t.Errorf("POD: %v %v %v", uids, gids, ok)
+	}
+	if snapshotOpts(sb(nil)) != nil {
+		t.Error("snapshot remap labels without a pod user namespace")
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/crimux/crimux/conf"
 	"github.com/crimux/crimux/image"
 	"github.com/crimux/crimux/router"
+	"github.com/crimux/crimux/sandbox"
 )
 
 func usage(w io.Writer) {
@@ -46,6 +47,9 @@ flags (serve, config check):`)
 }
 
 func main() {
+	if os.Getenv(sandbox.HolderEnv) != "" {
+		sandbox.HoldNamespaces() // a pod user namespace's first process (sandbox.NewUserNS)
+	}
 	if len(os.Args) < 2 {
 		usage(os.Stderr)
 		os.Exit(2)
