@@ -158,6 +158,13 @@ type SandboxResizer interface {
 	UpdateSandboxResources(ctx context.Context, sandboxID string, pod *runtime.LinuxPodSandboxConfig) error
 }
 
+// Sweeper is an optional ability of a Driver: at start, removing what it
+// holds for pods and containers crimux has no record of (what a crash between
+// creating them and saving their record leaves). It returns the removed IDs.
+type Sweeper interface {
+	Sweep(ctx context.Context, known func(id string) bool) ([]string, error)
+}
+
 // Recoverer is an optional ability: re-attaching to processes that kept running
 // while crimux was down (logs, exit watching).
 type Recoverer interface {

@@ -203,6 +203,32 @@ func (m *Manager) Teardown(p Pod) error {
 	return m.del(list, runtimeConf(p))
 }
 
+// TeardownOrphan runs CNI DEL for a pod crimux has no record of, from what
+// libcni cached at its ADD (its CNI args and capabilities: port mappings),
+// or from its ID alone when nothing was cached. confDirs are tried in turn
+// (the pod's handler is unknown); the first that has the network is used.
+func (m *Manager) TeardownOrphan(confDirs []string, id, netns string) error {
+	var errs []error
+	for _, dir := range confDirs {
+		list, err := m.Load(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rt := &libcni.RuntimeConf{ContainerID: id, NetNS: netns, IfName: IfName}
+		if c, ok := m.plugin.(interface {
+			GetNetworkListCachedConfig(*libcni.NetworkConfigList, *libcni.RuntimeConf) ([]byte, *libcni.RuntimeConf, error)
+		}); ok {
+			if _, cached, err := c.GetNetworkListCachedConfig(list, rt); err == nil && cached != nil {
+				cached.NetNS = netns
+				rt = cached
+			}
+		}
+		return m.del(list, rt)
+	}
+	return errors.Join(errs...)
+}
+
 func (m *Manager) del(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
 	defer cancel()

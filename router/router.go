@@ -204,6 +204,7 @@ func (r *Router) Recover(ctx context.Context) error {
 	for _, err := range errs {
 		r.log.Warn("skip unreadable record", "error", err)
 	}
+	r.sweepOrphans(ctx, sbs, cts)
 	byHandler := map[string][]*sandbox.Sandbox{}
 	for _, sb := range sbs {
 		r.sandboxes.Add(sb.ID, sb)

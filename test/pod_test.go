@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -471,4 +472,42 @@ func TestPortForwardURL(t *testing.T) {
 		t.Errorf("url %q", resp.Url)
 	}
 	// The stream itself is exercised through crictl port-forward in TestCrictl.
+}
+
+// What a crash between creating a pod and saving its record leaves (here:
+// the records removed while crimux is down) is swept when crimux starts:
+// containers, netns, IP allocation, pod dir and mounts.
+func TestRestartSweepsOrphans(t *testing.T) {
+	needEnv(t)
+	pullBusybox(t)
+	pod := podConfig(t, "orphan")
+	podID := runPod(t, pod)
+	ip := podIP(t, podID)
+	ctr := startContainer(t, podID, pod, ctrConfig("c", "sleep", "3600"))
+	ipamFile := ""
+	_ = filepath.WalkDir(filepath.Join(env.Dir, "ipam"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == ip {
+			ipamFile = p
+		}
+		return nil
+	})
+	if ipamFile == "" {
+		t.Fatalf("no host-local allocation for %s", ip)
+	}
+	env.StopCrimux()
+	for _, rec := range []string{filepath.Join("sandboxes", podID+".json"), filepath.Join("containers", ctr+".json")} {
+		if err := os.Remove(filepath.Join(env.Dir, "root", rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.StartCrimux(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Runtime.PodSandboxStatus(ctx(t), podID, false); err == nil {
+		t.Errorf("the pod without a record is still known")
+	}
+	assertNoLeaks(t, []string{podID}, []string{ctr})
+	if _, err := os.Stat(ipamFile); err == nil {
+		t.Errorf("the pod's IP %s is still allocated (%s)", ip, ipamFile)
+	}
 }

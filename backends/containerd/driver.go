@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -206,4 +207,52 @@ func mapErr(err error) error {
 
 func isNotFound(err error) bool {
 	return errdefs.IsNotFound(err) || errors.Is(err, backends.ErrNotFound)
+}
+
+var _ backends.Sweeper = (*Driver)(nil)
+
+// Sweep implements backends.Sweeper: crimux's containers in containerd (its
+// labels say so) that no record names are what a crash between creating
+// them and saving their record left; they are removed like any other, task,
+// snapshot and shm included, containers before the sandboxes they joined.
+func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]string, error) {
+	ctx = d.ctx(ctx)
+	list, err := d.client.Containers(ctx, fmt.Sprintf("labels.%q", labelKind))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", mapErr(err))
+	}
+	type orphan struct{ id, kind, handler string }
+	var orphans []orphan
+	for _, c := range list {
+		if known(c.ID()) {
+			continue
+		}
+		labels, err := c.Labels(ctx)
+		if err != nil {
+			continue
+		}
+		orphans = append(orphans, orphan{c.ID(), labels[labelKind], labels[labelHandler]})
+	}
+	sort.SliceStable(orphans, func(i, j int) bool { return orphans[i].kind != kindSandbox && orphans[j].kind == kindSandbox })
+	var removed []string
+	var errs []error
+	for _, o := range orphans {
+		rt, _ := d.Runtime(o.handler).(interface {
+			RemoveSandbox(context.Context, string) error
+			RemoveContainer(context.Context, string) error
+		})
+		if rt == nil {
+			continue
+		}
+		remove := rt.RemoveContainer
+		if o.kind == kindSandbox {
+			remove = rt.RemoveSandbox
+		}
+		if err := remove(ctx, o.id); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s %s: %w", o.kind, o.id, err))
+			continue
+		}
+		removed = append(removed, o.id)
+	}
+	return removed, errors.Join(errs...)
 }
