@@ -28,13 +28,16 @@ import (
 // handler binding so it survives restarts of crimux, containerd, or a config
 // change that removed the handler.
 const (
-	labelKind      = "io.crimux/kind" // sandbox | container
-	labelHandler   = "io.crimux/handler"
-	labelSandbox   = "io.crimux/sandbox-id"
-	labelLogPath   = "io.crimux/log-path"
-	labelStdin     = "io.crimux/stdin" // "", "open" or "once"
-	labelTTY       = "io.crimux/tty"
-	labelStopSig   = "io.crimux/stop-signal"
+	labelKind    = "io.crimux/kind" // sandbox | container
+	labelHandler = "io.crimux/handler"
+	labelSandbox = "io.crimux/sandbox-id"
+	labelLogPath = "io.crimux/log-path"
+	labelStdin   = "io.crimux/stdin" // "", "open" or "once"
+	labelTTY     = "io.crimux/tty"
+	labelStopSig = "io.crimux/stop-signal"
+	// labelExit is "<code> <RFC 3339 time>", set when the task exited and
+	// before it is deleted: a container with neither task nor this label never ran.
+	labelExit      = "io.crimux/exit"
 	kindSandbox    = "sandbox"
 	kindContainer  = "container"
 	builtinPauseRf = "localhost/crimux/pause:builtin"

@@ -21,9 +21,12 @@ import (
 // maxExecOutput bounds what ExecSync keeps of each stream.
 const maxExecOutput = 16 << 20
 
-func (r *Runtime) running(id string) (*proc, error) {
+func (r *Runtime) running(ctx context.Context, id string) (*proc, error) {
 	p := r.d.proc(id)
 	if p == nil {
+		if _, err := r.d.client.LoadContainer(r.d.ctx(ctx), id); isNotFound(err) {
+			return nil, fmt.Errorf("container %s: %w", id, backends.ErrNotFound)
+		}
 		return nil, fmt.Errorf("%w: container %s: %w", backends.ErrPrecondition, id, errNotRunning)
 	}
 	return p, nil
@@ -102,7 +105,7 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 	if len(cmd) == 0 {
 		return 0, fmt.Errorf("%w: exec needs a command", backends.ErrInvalid)
 	}
-	p, err := r.running(id)
+	p, err := r.running(ctx, id)
 	if err != nil {
 		return 0, err
 	}
@@ -231,7 +234,7 @@ func appendTerm(env []string) []string {
 // Attach implements backends.Runtime: it streams the container's output and
 // feeds its stdin until the container exits or the client goes away.
 func (r *Runtime) Attach(ctx context.Context, id string, s backends.Streams) error {
-	p, err := r.running(id)
+	p, err := r.running(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -297,7 +300,7 @@ func (r *Runtime) Attach(ctx context.Context, id string, s backends.Streams) err
 
 // ReopenLog implements backends.Runtime.
 func (r *Runtime) ReopenLog(ctx context.Context, id string) error {
-	p, err := r.running(id)
+	p, err := r.running(ctx, id)
 	if err != nil {
 		return err
 	}

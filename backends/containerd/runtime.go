@@ -166,6 +166,14 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 			ts = d.rewait(p)
 		}
 		ctx, cancel := d.cleanupCtx()
+		// The exit is kept on the container before its task goes, so that
+		// State (recovery after a crash) can still tell it from "never ran".
+		if cont, err := d.client.LoadContainer(ctx, p.id); err == nil {
+			exit := fmt.Sprintf("%d %s", ts.ExitCode, ts.ExitedAt.UTC().Format(time.RFC3339Nano))
+			if _, err := cont.SetLabels(ctx, map[string]string{labelExit: exit}); err != nil && !isNotFound(err) {
+				d.log.Warn("record the exit on the container", "id", p.id, "error", err)
+			}
+		}
 		if _, err := p.task.Delete(ctx); err != nil && !isNotFound(err) {
 			d.log.Warn("delete exited task", "id", p.id, "error", err)
 		}
@@ -647,6 +655,21 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	return r.deleteContainer(ctx, id)
 }
 
+// exitedOrCreated is the state of a container without a task: exited (its
+// exit recorded in labelExit when the task went) or never started.
+func exitedOrCreated(ctx context.Context, cont client.Container) backends.TaskState {
+	labels, err := cont.Labels(ctx)
+	if err == nil {
+		var code int32
+		var at string
+		if n, _ := fmt.Sscanf(labels[labelExit], "%d %s", &code, &at); n == 2 {
+			t, _ := time.Parse(time.RFC3339Nano, at)
+			return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: code, ExitedAt: t}
+		}
+	}
+	return backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED}
+}
+
 // State implements backends.Runtime.
 func (r *Runtime) State(ctx context.Context, id string) (backends.TaskState, error) {
 	if p := r.d.proc(id); p != nil {
@@ -660,7 +683,7 @@ func (r *Runtime) State(ctx context.Context, id string) (backends.TaskState, err
 	task, err := cont.Task(ctx, nil)
 	if err != nil {
 		if isNotFound(err) {
-			return backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED}, nil
+			return exitedOrCreated(ctx, cont), nil
 		}
 		return backends.TaskState{}, mapErr(err)
 	}

@@ -1,0 +1,64 @@
+package test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/crimux/crimux/backends/backendtest"
+	"github.com/crimux/crimux/backends/containerd"
+	"github.com/crimux/crimux/conf"
+	"github.com/crimux/crimux/test/harness"
+)
+
+// The containerd driver passes the backend suite (backends/backendtest) for
+// the suite's handler, driven directly with no router in between, in a
+// containerd namespace of its own.
+func TestBackendSuite(t *testing.T) {
+	needEnv(t)
+	fs := conf.Flags()
+	if err := fs.Parse([]string{"--config", env.Config}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := conf.Load(fs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(env.Dir, "backendtest")
+	rec := &backendtest.Recorder{}
+	d, err := containerd.New(containerd.Options{
+		Address:          cfg.Containerd.Address,
+		Namespace:        "crimux-backendtest",
+		Timeout:          cfg.Containerd.Timeout,
+		StateDir:         filepath.Join(dir, "state"),
+		RegistryHostsDir: cfg.RegistryHostsDir,
+		PauseBinary:      cfg.PauseBinary,
+		Handlers:         cfg.Handlers,
+		CgroupDriver:     cfg.CgroupDriver,
+		Listener:         rec,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := d.Ready(c); err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Handlers[env.Handler]
+	img, err := d.Images().Pull(c, harness.Busybox, nil, h.Snapshotter)
+	if err != nil {
+		t.Fatalf("pull %s: %v", harness.Busybox, err)
+	}
+	pause, err := d.Images().ImportPause(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := harness.Busybox
+	if len(img.RepoTags) > 0 {
+		name = img.RepoTags[0]
+	}
+	backendtest.Run(t, backendtest.Config{Driver: d, Handler: env.Handler, Recorder: rec, PauseImage: pause, Image: name, Dir: dir})
+}
