@@ -125,6 +125,10 @@ func NewUserNS(usernsDir, netnsDir, name string, uids, gids []syscall.SysProcIDM
 	if netnsDir != "" {
 		flags |= unix.CLONE_NEWNET
 	}
+	// Pdeathsig follows the forking thread: keep this one (a goroutine that
+	// exits locked, as NewNetNS's do, ends its thread) until the holder is done.
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = []string{HolderEnv + "=1"}
 	hold, err := cmd.StdinPipe()

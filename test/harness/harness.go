@@ -231,7 +231,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 	cmd := exec.Command(ctrd, "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// No Pdeathsig: it follows the thread that forked, not the process, and
+	// this process ends threads that entered a netns (sandbox.NewNetNS in
+	// TestBackendSuite), which sent containerd a SIGTERM mid-run. Stop, and the
+	// next run's Sweep after a crash, end these processes instead.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start containerd: %w", err)
 	}
@@ -262,7 +266,7 @@ func (e *Env) StartCrimux() error {
 	_ = os.Remove(e.Socket)
 	cmd := exec.Command(e.CrimuxBin, "serve", "--config", e.Config)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // no Pdeathsig: see startContainerd
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start crimux: %w", err)
 	}
