@@ -66,7 +66,9 @@ func TestHostNetworkPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, _ := os.Readlink("/proc/self/ns/net")
+	// This thread's: the main thread's may sit in a pod netns, where a
+	// goroutine that entered one (sandbox.NewNetNS) left it wedged.
+	host, _ := os.Readlink("/proc/thread-self/ns/net")
 	hn, _ := os.Hostname()
 	if string(out) != host+"\n"+hn+"\n" {
 		t.Errorf("host network pod sees %q, host has %q %q", out, host, hn)
