@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,7 +62,21 @@ func TestPodUserNamespace(t *testing.T) {
 			podID := runPod(t, pod)
 			c := ctrConfig("c", "sleep", "3600")
 			c.Linux.SecurityContext = &runtime.LinuxContainerSecurityContext{NamespaceOptions: pod.Linux.SecurityContext.NamespaceOptions}
+			// An idmapped volume, as the kubelet asks for one: the node's
+			// root-owned files are the pod's root's.
+			vol := t.TempDir()
+			if err := os.WriteFile(filepath.Join(vol, "f"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m := pod.Linux.SecurityContext.NamespaceOptions.UsernsOptions.Uids
+			c.Mounts = []*runtime.Mount{{HostPath: vol, ContainerPath: "/vol", UidMappings: m, GidMappings: m}}
 			id := startContainer(t, podID, pod, c)
+			if out, stderr, err := env.Runtime.ExecSync(ctx(t), id, []string{"sh", "-c", "stat -c %u:%g /vol/f; touch /vol/g"}, 30*time.Second); err != nil || string(out) != "0:0\n" {
+				t.Errorf("idmapped volume: %q %q %v", out, stderr, err)
+			}
+			if st, err := os.Stat(filepath.Join(vol, "g")); err != nil || st.Sys().(*syscall.Stat_t).Uid != 0 {
+				t.Errorf("a file the pod's root made on the idmapped volume: %v %v", st, err)
+			}
 			out, stderr, err := env.Runtime.ExecSync(ctx(t), id, []string{"sh", "-c", "cat /proc/self/uid_map; stat -c %u /bin/busybox; touch /written && echo wrote; ls /sys/class/net | tr '\\n' ' '"}, 30*time.Second)
 			if err != nil {
 				t.Fatalf("exec: %v %s", err, stderr)
