@@ -16,36 +16,30 @@ import (
 // NewNetNS creates a network namespace with its loopback up and pins it with a
 // bind mount at dir/name, which it returns.
 func NewNetNS(dir, name string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create netns dir %q: %w", dir, err)
+	type result struct {
+		p   string
+		err error
 	}
-	p := filepath.Join(dir, name)
-	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return "", fmt.Errorf("create netns file %q: %w", p, err)
-	}
-	f.Close()
-	errc := make(chan error, 1)
+	done := make(chan result, 1)
 	go func() {
 		// The thread's netns changes and is never restored: keep it locked so
 		// the Go runtime discards the thread when this goroutine ends.
 		goruntime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare netns: %w", err)
+			done <- result{err: fmt.Errorf("unshare netns: %w", err)}
 			return
 		}
-		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		if err := unix.Mount(src, p, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount netns at %q: %w", p, err)
-			return
+		p, err := pinNS(dir, name, fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
+		if err == nil {
+			if err = loopbackUp(); err != nil {
+				_ = RemoveNetNS(p)
+				p = ""
+			}
 		}
-		errc <- loopbackUp()
+		done <- result{p, err}
 	}()
-	if err := <-errc; err != nil {
-		_ = RemoveNetNS(p)
-		return "", err
-	}
-	return p, nil
+	r := <-done
+	return r.p, r.err
 }
 
 func loopbackUp() error {
@@ -174,7 +168,7 @@ func NewUserNS(usernsDir, netnsDir, name string, uids, gids []syscall.SysProcIDM
 	return userns, netns, nil
 }
 
-// pinNS bind-mounts the namespace file src at dir/name.
+// pinNS bind-mounts the namespace file src at dir/name (a new file there).
 func pinNS(dir, name, src string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create namespace dir %q: %w", dir, err)
