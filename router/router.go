@@ -139,7 +139,8 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-func (r *Router) podDir(id string) string { return filepath.Join(r.cfg.StateDir, "pods", id) }
+func (r *Router) podsDir() string         { return filepath.Join(r.cfg.StateDir, "pods") }
+func (r *Router) podDir(id string) string { return filepath.Join(r.podsDir(), id) }
 
 func (r *Router) netnsDir() string  { return filepath.Join(r.cfg.StateDir, "netns") }
 func (r *Router) usernsDir() string { return filepath.Join(r.cfg.StateDir, "userns") }

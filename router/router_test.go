@@ -443,7 +443,7 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	if _, err := f.r.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: id, Overhead: &runtime.LinuxContainerResources{MemoryLimitInBytes: 20}}); err == nil || !strings.Contains(err.Error(), "runsc update: no") {
 		t.Errorf("failed apply: %v", err)
 	}
-	if res, over := podResources(f.r.mustSandbox(t, id)); res.GetMemoryLimitInBytes() != 200 || over.GetMemoryLimitInBytes() != 10 {
+	if res, over := currentPodResources(f.r.mustSandbox(t, id)); res.GetMemoryLimitInBytes() != 200 || over.GetMemoryLimitInBytes() != 10 {
 		t.Errorf("after a failed apply: %v %v", res, over)
 	}
 	// A stopped pod's resources are recorded without the runtime.

@@ -71,6 +71,16 @@ func validateUserns(u *runtime.UserNamespace) error {
 	return fmt.Errorf("%w: user namespace mode %s is not supported (NODE or POD)", errInvalid, u.Mode)
 }
 
+// podUserNamespace is the pod's request for a user namespace of its own, or
+// nil. POD is the zero mode: only a present UsernsOptions asks for one.
+func podUserNamespace(cfg *runtime.PodSandboxConfig) *runtime.UserNamespace {
+	u := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
+	if u == nil || u.Mode != runtime.NamespaceMode_POD {
+		return nil
+	}
+	return u
+}
+
 func sysIDMaps(in []*runtime.IDMapping) []syscall.SysProcIDMap {
 	out := make([]syscall.SysProcIDMap, 0, len(in))
 	for _, m := range in {
@@ -94,8 +104,8 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 	if err != nil {
 		return nil, err
 	}
-	// (POD is the zero mode: only a present UsernsOptions asks for one.)
-	if u := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(); u != nil && u.Mode == runtime.NamespaceMode_POD && !rt.Features().GetUserNamespaces() {
+	podUserns := podUserNamespace(cfg)
+	if podUserns != nil && !rt.Features().GetUserNamespaces() {
 		// Running it in the node's user namespace would pretend to honour it.
 		return nil, fmt.Errorf("%w: handler %q can't give a pod a user namespace of its own (its runtime_handlers feature user_namespaces is false)", errInvalid, handler)
 	}
@@ -128,7 +138,7 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 
 	st := sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY}
 	hostNet := hostNetwork(cfg)
-	if u := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(); u != nil && u.Mode == runtime.NamespaceMode_POD {
+	if u := podUserns; u != nil {
 		// The pod's user namespace comes first and owns its netns.
 		netnsDir := r.netnsDir()
 		if hostNet {

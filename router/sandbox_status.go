@@ -19,7 +19,7 @@ func (r *Router) PodSandboxStatus(ctx context.Context, req *runtime.PodSandboxSt
 	resp := &runtime.PodSandboxStatusResponse{Status: r.sandboxStatus(sb)}
 	if req.Verbose {
 		st := sb.Status()
-		res, over := podResources(sb)
+		res, over := currentPodResources(sb)
 		info, _ := json.Marshal(map[string]any{
 			"podResources": res,
 			"podOverhead":  over,

@@ -22,7 +22,7 @@ func (r *Router) UpdatePodSandboxResources(ctx context.Context, req *runtime.Upd
 	if req.Resources == nil && req.Overhead == nil {
 		return nil, fmt.Errorf("%w: update pod sandbox %s: neither resources nor overhead given", backends.ErrInvalid, sb.ID)
 	}
-	res, over := podResources(sb)
+	res, over := currentPodResources(sb)
 	if req.Resources != nil {
 		res = req.Resources
 	}
@@ -42,9 +42,9 @@ func (r *Router) UpdatePodSandboxResources(ctx context.Context, req *runtime.Upd
 	return &runtime.UpdatePodSandboxResourcesResponse{}, nil
 }
 
-// podResources are a pod's current pod-level resources and overhead: the
+// currentPodResources are a pod's current pod-level resources and overhead: the
 // last update's, or its config's.
-func podResources(sb *sandbox.Sandbox) (res, over *runtime.LinuxContainerResources) {
+func currentPodResources(sb *sandbox.Sandbox) (res, over *runtime.LinuxContainerResources) {
 	st := sb.Status()
 	res, over = st.PodResources, st.PodOverhead
 	if res == nil {

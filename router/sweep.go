@@ -41,7 +41,7 @@ func (r *Router) sweepOrphans(ctx context.Context, sbs []*sandbox.Sandbox, cts [
 		}
 	}
 	orphans := map[string]bool{}
-	for _, dir := range []string{r.netnsDir(), r.usernsDir(), filepath.Dir(r.podDir("x"))} {
+	for _, dir := range []string{r.netnsDir(), r.usernsDir(), r.podsDir()} {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			if !known[e.Name()] {
