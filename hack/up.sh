@@ -5,6 +5,8 @@ set -euo pipefail
 bin=$1 sock=$2 logs=$3
 mkdir -p "$logs"
 ctrd_sock=/run/containerd/containerd.sock
+# crictl at crimux's socket for both APIs, whatever /etc/crictl.yaml says.
+crictl=("$bin/crictl" --config /dev/null --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock")
 # listening PATH: a process accepts on the unix socket PATH (a socket file left
 # by a containerd that died, or by a reboot without /run on tmpfs, is not one).
 listening() { awk -v p="$1" '$8 == p && $4 == "00010000" {f = 1} END {exit !f}' /proc/net/unix; }
@@ -17,7 +19,7 @@ if ! listening "$ctrd_sock"; then
   for _ in $(seq 100); do listening "$ctrd_sock" && break; sleep 0.1; done
   listening "$ctrd_sock" || { echo "containerd did not come up; see $logs/containerd.log" >&2; tail -20 "$logs/containerd.log" >&2; exit 1; }
 fi
-if [ -S "$sock" ] && "$bin/crictl" --config /dev/null --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" version >/dev/null 2>&1; then
+if [ -S "$sock" ] && "${crictl[@]}" version >/dev/null 2>&1; then
   echo "crimux already serving on $sock"
   exit 0
 fi
@@ -25,8 +27,8 @@ echo "starting crimux on $sock (log: $logs/crimux.log)"
 PATH="$bin:$PATH" nohup "$bin/crimux" serve >"$logs/crimux.log" 2>&1 &
 echo $! > /run/crimux.pid
 for _ in $(seq 300); do
-  if "$bin/crictl" --config /dev/null --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" version >/dev/null 2>&1; then
-    "$bin/crictl" --config /dev/null --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" version
+  if "${crictl[@]}" version >/dev/null 2>&1; then
+    "${crictl[@]}" version
     exit 0
   fi
   sleep 0.1
