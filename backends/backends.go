@@ -52,7 +52,11 @@ type Container struct {
 	// Image is the image reference (name) in the image store; ImageID its ID.
 	Image   string
 	ImageID string
-	// LogPath is the absolute CRI log path, empty for no log.
+	// LogDir is the pod's log directory (absolute) and LogPath the
+	// container's log file relative to it (the router checked that its text
+	// stays inside); LogPath is empty for no log. The file is opened beneath
+	// LogDir without following any symlink there.
+	LogDir  string
 	LogPath string
 }
 

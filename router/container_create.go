@@ -21,17 +21,8 @@ func containerName(c *runtime.ContainerMetadata, s *runtime.PodSandboxMetadata) 
 // CreateContainer creates a container in a ready sandbox.
 func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContainerRequest) (*runtime.CreateContainerResponse, error) {
 	cfg := req.GetConfig()
-	if cfg == nil {
-		return nil, fmt.Errorf("%w: container config is nil", errInvalid)
-	}
-	if cfg.Metadata == nil || cfg.Metadata.Name == "" {
-		return nil, fmt.Errorf("%w: container config has no metadata name", errInvalid)
-	}
-	if cfg.Image == nil || cfg.Image.Image == "" {
-		return nil, fmt.Errorf("%w: container config has no image", errInvalid)
-	}
-	if sc := cfg.GetLinux().GetSecurityContext(); sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
-		return nil, fmt.Errorf("%w: run_as_group is set without run_as_user or run_as_username", errInvalid)
+	if err := validateContainerConfig(cfg); err != nil {
+		return nil, err
 	}
 	sb, err := r.sandboxes.Get(req.PodSandboxId)
 	if err != nil {
@@ -62,10 +53,12 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 	}
 	imgName := imageName(cfg.Image.Image, img)
 	logPath := ""
+	bc := backends.Container{ID: id, Sandbox: r.backendSandbox(sb), Config: cfg, Image: imgName, ImageID: img.ID}
 	if sb.Config.LogDirectory != "" && cfg.LogPath != "" {
+		// validateContainerConfig checked that log_path stays inside.
 		logPath = filepath.Join(sb.Config.LogDirectory, cfg.LogPath)
+		bc.LogDir, bc.LogPath = sb.Config.LogDirectory, cfg.LogPath
 	}
-	bc := backends.Container{ID: id, Sandbox: r.backendSandbox(sb), Config: cfg, Image: imgName, ImageID: img.ID, LogPath: logPath}
 	user, err := rt.CreateContainer(ctx, bc)
 	if err != nil {
 		return nil, fmt.Errorf("create container %q in pod %s: %w", name, sb.ID, err)

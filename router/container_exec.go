@@ -18,8 +18,8 @@ import (
 
 // ExecSync runs a command in a running container and returns its output.
 func (r *Router) ExecSync(ctx context.Context, req *runtime.ExecSyncRequest) (*runtime.ExecSyncResponse, error) {
-	if len(req.Cmd) == 0 {
-		return nil, fmt.Errorf("%w: exec needs a command", errInvalid)
+	if err := validateCommand(req.Cmd); err != nil {
+		return nil, err
 	}
 	c, rt, err := r.runningContainer(req.ContainerId)
 	if err != nil {
@@ -41,8 +41,8 @@ func (r *Router) streamingServer() (streaming.Server, error) {
 
 // Exec returns a streaming URL for an interactive exec.
 func (r *Router) Exec(ctx context.Context, req *runtime.ExecRequest) (*runtime.ExecResponse, error) {
-	if len(req.Cmd) == 0 {
-		return nil, fmt.Errorf("%w: exec needs a command", errInvalid)
+	if err := validateCommand(req.Cmd); err != nil {
+		return nil, err
 	}
 	if !req.Stdout && !req.Stderr && !req.Stdin {
 		return nil, fmt.Errorf("%w: one of stdin, stdout and stderr must be set", errInvalid)

@@ -35,6 +35,9 @@ func (r *Router) runningContainer(id string) (*sandbox.Container, backends.Runti
 
 // UpdateContainerResources changes a container's cgroup limits.
 func (r *Router) UpdateContainerResources(ctx context.Context, req *runtime.UpdateContainerResourcesRequest) (*runtime.UpdateContainerResourcesResponse, error) {
+	if err := validateResources("linux", req.Linux); err != nil {
+		return nil, err
+	}
 	c, rt, err := r.containerAndRuntime(req.ContainerId)
 	if err != nil {
 		return nil, err

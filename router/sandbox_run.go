@@ -21,28 +21,6 @@ func sandboxName(md *runtime.PodSandboxMetadata) string {
 	return fmt.Sprintf("%s_%s_%s_%d", md.Name, md.Namespace, md.Uid, md.Attempt)
 }
 
-func validateSandboxConfig(cfg *runtime.PodSandboxConfig) error {
-	if cfg == nil {
-		return fmt.Errorf("%w: pod sandbox config is nil", errInvalid)
-	}
-	md := cfg.Metadata
-	if md == nil {
-		return fmt.Errorf("%w: pod sandbox config has no metadata", errInvalid)
-	}
-	if md.Name == "" || md.Namespace == "" || md.Uid == "" {
-		return fmt.Errorf("%w: pod sandbox metadata needs name, namespace and uid (got name=%q namespace=%q uid=%q)", errInvalid, md.Name, md.Namespace, md.Uid)
-	}
-	if err := validateUserns(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()); err != nil {
-		return err
-	}
-	for _, pm := range cfg.PortMappings {
-		if pm.ContainerPort <= 0 || pm.ContainerPort > 65535 || pm.HostPort < 0 || pm.HostPort > 65535 {
-			return fmt.Errorf("%w: port mapping %d→%d is out of range", errInvalid, pm.HostPort, pm.ContainerPort)
-		}
-	}
-	return nil
-}
-
 // validateUserns checks a pod's user namespace request: the node's (NODE,
 // no mappings) or one of its own (POD) with one uid and one gid mapping that
 // map container ID 0, as the kubelet sends them. Whether the pod's handler

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -21,6 +22,9 @@ func (r *Router) UpdatePodSandboxResources(ctx context.Context, req *runtime.Upd
 	}
 	if req.Resources == nil && req.Overhead == nil {
 		return nil, fmt.Errorf("%w: update pod sandbox %s: neither resources nor overhead given", backends.ErrInvalid, sb.ID)
+	}
+	if err := errors.Join(validateResources("resources", req.Resources), validateResources("overhead", req.Overhead)); err != nil {
+		return nil, err
 	}
 	res, over := currentPodResources(sb)
 	if req.Resources != nil {

@@ -157,7 +157,8 @@ func (s *suite) container(t *testing.T, sb backends.Sandbox, name string, start 
 			Linux:    &runtime.LinuxContainerConfig{},
 		},
 		Image:   s.cfg.Image,
-		LogPath: filepath.Join(sb.Config.LogDirectory, name+".log"),
+		LogDir:  sb.Config.LogDirectory,
+		LogPath: name + ".log",
 	}
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), time.Minute)

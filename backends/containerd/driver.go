@@ -31,8 +31,9 @@ const (
 	labelKind    = "io.crimux/kind" // sandbox | container
 	labelHandler = "io.crimux/handler"
 	labelSandbox = "io.crimux/sandbox-id"
-	labelLogPath = "io.crimux/log-path"
-	labelStdin   = "io.crimux/stdin" // "", "open" or "once"
+	labelLogDir  = "io.crimux/log-dir"
+	labelLogPath = "io.crimux/log-path" // relative to labelLogDir
+	labelStdin   = "io.crimux/stdin"    // "", "open" or "once"
 	labelTTY     = "io.crimux/tty"
 	labelStopSig = "io.crimux/stop-signal"
 	// labelExit is "<code> <RFC 3339 time>", set when the task exited and

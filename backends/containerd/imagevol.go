@@ -2,10 +2,11 @@ package containerd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"strconv"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/image"
+	"github.com/crimux/crimux/internal/fsroot"
 )
 
 // imageVolumeKey names the snapshot view of a container's image volume.
@@ -86,18 +88,53 @@ func (r *Runtime) imageVolumes(ctx context.Context, c backends.Container) (map[i
 		}
 		src := dir
 		if sub := m.ImageSubPath; sub != "" {
-			clean := filepath.Clean("/" + sub)
-			src = filepath.Join(dir, clean)
-			if strings.Contains(sub, "..") || !strings.HasPrefix(src, dir) {
-				return nil, fmt.Errorf("%w: image volume %s: sub path %q leaves the image", backends.ErrInvalid, m.ContainerPath, sub)
-			}
-			if _, err := os.Stat(src); err != nil {
-				return nil, fmt.Errorf("%w: image volume %s: sub path %q does not exist in image %s", backends.ErrInvalid, m.ContainerPath, sub, m.Image.Image)
+			if src, err = bindSubPath(dir, sub); err != nil {
+				return nil, fmt.Errorf("%w: image volume %s: sub path %q of image %s: %v", backends.ErrInvalid, m.ContainerPath, sub, m.Image.Image, err)
 			}
 		}
 		out[i] = src
 	}
 	return out, nil
+}
+
+// bindSubPath resolves an image volume's sub path inside the volume's root
+// at dir, as if that root were "/" (a symlink in the image never reaches the
+// node's files), and bind-mounts the object it resolved to, read-only, at
+// dir+".sub", which it returns: what the container gets is the object that
+// was checked, whatever any path names later.
+func bindSubPath(dir, sub string) (string, error) {
+	if err := fsroot.CheckLocal(sub); err != nil {
+		return "", err
+	}
+	f, err := fsroot.OpenInRoot(dir, sub)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", errors.New("does not exist in the image")
+		}
+		return "", err
+	}
+	defer f.Close()
+	isDir, err := fsroot.IsDir(f)
+	if err != nil {
+		return "", err
+	}
+	target := dir + ".sub"
+	if isDir {
+		err = os.Mkdir(target, 0o755)
+	} else {
+		var t *os.File
+		if t, err = os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444); err == nil {
+			t.Close()
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := fsroot.BindFD(f, target, true); err != nil {
+		_ = os.Remove(target)
+		return "", err
+	}
+	return target, nil
 }
 
 // removeImageVolumes unmounts and removes a container's image volume views.
@@ -111,13 +148,15 @@ func (r *Runtime) removeImageVolumes(ctx context.Context, containerID string) er
 		return err
 	}
 	sn := r.d.client.SnapshotService(r.h.Snapshotter)
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
+	// Sub path binds ("<i>.sub") sort after their volume ("<i>"); unmount
+	// them first.
+	for j := len(ents) - 1; j >= 0; j-- {
+		name := ents[j].Name()
+		p := filepath.Join(dir, name)
 		if err := mount.UnmountAll(p, 0); err != nil {
 			return fmt.Errorf("unmount image volume %s: %w", p, err)
 		}
-		var i int
-		if _, err := fmt.Sscan(e.Name(), &i); err == nil {
+		if i, err := strconv.Atoi(name); err == nil {
 			if err := sn.Remove(ctx, imageVolumeKey(containerID, i)); err != nil && !isNotFound(err) {
 				return fmt.Errorf("remove image volume snapshot: %w", err)
 			}

@@ -2,12 +2,18 @@ package containerd
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/internal/fsroot"
 )
 
 // maxLogLine is the longest log line written as one entry; longer lines are
@@ -17,7 +23,7 @@ const maxLogLine = 16 * 1024
 // containerIO owns a container's stdio while crimux runs: it writes stdout and
 // stderr to the CRI log file and to attached clients, and feeds stdin.
 type containerIO struct {
-	logPath string
+	logPath logPath
 
 	mu       sync.Mutex // guards log, attached, nextID, closed
 	log      *os.File
@@ -37,7 +43,20 @@ type attachment struct {
 	stdout, stderr io.Writer
 }
 
-func newContainerIO(logPath string, stdin, stdinOnce bool) (*containerIO, error) {
+// logPath is a container's CRI log file: rel beneath the pod's log dir.
+type logPath struct{ dir, rel string }
+
+// logOf reads a container's log path from its labels.
+func logOf(labels map[string]string) logPath {
+	p := labels[labelLogPath]
+	if labels[labelLogDir] == "" && filepath.IsAbs(p) {
+		// Recorded before the log dir had a label of its own.
+		return logPath{dir: filepath.Dir(p), rel: filepath.Base(p)}
+	}
+	return logPath{dir: labels[labelLogDir], rel: p}
+}
+
+func newContainerIO(logPath logPath, stdin, stdinOnce bool) (*containerIO, error) {
 	c := &containerIO{logPath: logPath, attached: map[int]attachment{}, stdinOnce: stdinOnce}
 	if err := c.openLog(); err != nil {
 		return nil, err
@@ -50,16 +69,25 @@ func newContainerIO(logPath string, stdin, stdinOnce bool) (*containerIO, error)
 	return c, nil
 }
 
+// openLog opens the log file beneath the pod's log dir (which the kubelet
+// chose and crimux creates when missing) without following a symlink on the
+// way: a link planted in the pod's log dir never makes crimux write elsewhere.
 func (c *containerIO) openLog() error {
-	if c.logPath == "" {
+	if c.logPath.rel == "" {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(c.logPath), 0o755); err != nil {
-		return fmt.Errorf("create log dir for %q: %w", c.logPath, err)
+	if !filepath.IsAbs(c.logPath.dir) {
+		return fmt.Errorf("%w: container log dir %q is not absolute", backends.ErrInvalid, c.logPath.dir)
 	}
-	f, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err := os.MkdirAll(c.logPath.dir, 0o755); err != nil {
+		return fmt.Errorf("create log dir %q: %w", c.logPath.dir, err)
+	}
+	f, err := fsroot.OpenBeneath(c.logPath.dir, c.logPath.rel, unix.O_CREAT|unix.O_WRONLY|unix.O_APPEND, 0o640, true)
 	if err != nil {
-		return fmt.Errorf("open container log %q: %w", c.logPath, err)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) || errors.Is(err, fsroot.ErrEscape) {
+			return fmt.Errorf("%w: container log %q in %q goes through a symlink or leaves the log dir: %v", backends.ErrInvalid, c.logPath.rel, c.logPath.dir, err)
+		}
+		return fmt.Errorf("open container log %q in %q: %w", c.logPath.rel, c.logPath.dir, err)
 	}
 	c.log = f
 	return nil

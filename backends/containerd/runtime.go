@@ -405,7 +405,7 @@ func (r *Runtime) adopt(ctx context.Context, id string) (*proc, error) {
 	var cio *containerIO
 	var attach cioAttach
 	if labels[labelKind] == kindContainer {
-		cio, err = newContainerIO(labels[labelLogPath], labels[labelStdin] != "", labels[labelStdin] == "once")
+		cio, err = newContainerIO(logOf(labels), labels[labelStdin] != "", labels[labelStdin] == "once")
 		if err != nil {
 			return nil, err
 		}
@@ -553,6 +553,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 		labelKind:    kindContainer,
 		labelHandler: r.name,
 		labelSandbox: c.Sandbox.ID,
+		labelLogDir:  c.LogDir,
 		labelLogPath: c.LogPath,
 		labelStdin:   stdin,
 		labelTTY:     fmt.Sprint(c.Config.Tty),
@@ -618,7 +619,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskS
 	if err != nil {
 		return backends.TaskState{}, mapErr(err)
 	}
-	cio_, err := newContainerIO(labels[labelLogPath], labels[labelStdin] != "", labels[labelStdin] == "once")
+	cio_, err := newContainerIO(logOf(labels), labels[labelStdin] != "", labels[labelStdin] == "once")
 	if err != nil {
 		return backends.TaskState{}, err
 	}

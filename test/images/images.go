@@ -42,6 +42,10 @@ func (t *tarBuilder) Dir(p string, mode int64) { t.dir(p, mode) }
 // File adds a regular file (mode may carry setuid bits).
 func (t *tarBuilder) File(p string, mode int64, data []byte) { t.file(p, mode, data) }
 
+// Symlink adds a symbolic link at p pointing to target (as given: absolute,
+// relative or climbing).
+func (t *tarBuilder) Symlink(p, target string) { t.symlink(p, target) }
+
 // HostFile copies a host file into the layer at the same path.
 func (t *tarBuilder) HostFile(p string) error { return t.hostFile(p) }
 
@@ -228,6 +232,21 @@ func Busybox() (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
+// FromLayers returns a linux/amd64 image of just these layers.
+func FromLayers(layers ...v1.Layer) (v1.Image, error) {
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	return mutate.ConfigFile(img, cf)
+}
+
 // WithConfig returns img with its config changed by f.
 func WithConfig(img v1.Image, f func(*v1.Config)) (v1.Image, error) {
 	cf, err := img.ConfigFile()
@@ -305,10 +324,10 @@ func (r *Registry) WriteMirrors(dir string, hosts ...string) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
-		server := "https://" + h
-		if h == "docker.io" {
-			server = "https://registry-1.docker.io"
-		}
+		// The local registry is the server too, so that a pull it can't
+		// serve fails there instead of falling back to the real registry
+		// (tests never resolve names or leave the node).
+		server := "http://" + r.Host
 		if _, err := os.Stat(filepath.Join(d, "hosts.toml")); err == nil {
 			continue // written already for this host
 		}
