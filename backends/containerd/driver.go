@@ -69,6 +69,7 @@ type Driver struct {
 	opts     Options
 	log      *slog.Logger
 	oomFloor int
+	cgroups  nodeCgroups
 
 	watchCtx  context.Context // the event watch's, started by the first Ready
 	watchOnce sync.Once
@@ -99,7 +100,7 @@ func New(o Options) (*Driver, error) {
 		c.Close()
 		return nil, err
 	}
-	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}}
+	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, cgroups: detectCgroups(), runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}}
 	d.images = &Images{d: d, pulls: map[string]*sync.Mutex{}, known: map[digest.Digest]entryInfo{}}
 	for _, dir := range []string{filepath.Join(o.StateDir, "io"), filepath.Join(o.StateDir, "sandboxes")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {

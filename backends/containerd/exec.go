@@ -327,7 +327,7 @@ func (r *Runtime) UpdateResources(ctx context.Context, id string, res *runtime.L
 	if spec.Linux.Resources == nil {
 		spec.Linux.Resources = &specs.LinuxResources{}
 	}
-	applyResources(spec.Linux.Resources, res)
+	applyResources(spec.Linux.Resources, res, r.d.cgroups)
 	if err := cont.Update(ctx, func(ctx context.Context, _ *client.Client, c *containersContainer) error {
 		return setSpec(c, spec)
 	}); err != nil {

@@ -156,6 +156,7 @@ func (r *Runtime) sandboxSpec(sb backends.Sandbox, img oci.Image) ([]oci.SpecOpt
 	opts := []oci.SpecOpts{
 		oci.WithImageConfig(img),
 		oci.WithoutRunMount,
+		withoutRlimits,
 		oci.WithNoNewPrivileges,
 		oci.WithRootFSReadonly(),
 		oci.WithCgroup(r.cgroupsPath(cfg.GetLinux().GetCgroupParent(), sb.ID)),
@@ -182,7 +183,7 @@ func (r *Runtime) sandboxSpec(sb backends.Sandbox, img oci.Image) ([]oci.SpecOpt
 		opts = append(opts, withSysctls(sysctls))
 	}
 	if res := podResources(cfg.GetLinux()); res != nil && r.podLimitsOnSandbox {
-		opts = append(opts, withResources(res))
+		opts = append(opts, withResources(res, r.d.cgroups))
 	}
 	opts = append(opts, usernsOpts(sb)...)
 	sc := cfg.GetLinux().GetSecurityContext()
@@ -315,9 +316,18 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 	if err != nil {
 		return nil, err
 	}
+	h, err := hostname(sb)
+	if err != nil {
+		return nil, fmt.Errorf("read host's hostname: %w", err)
+	}
 	opts := []oci.SpecOpts{
+		// As containerd's CRI: no /run tmpfs over the image's /run, no
+		// rlimits of the default spec (the runtime's own are inherited),
+		// HOSTNAME in the environment.
+		oci.WithoutRunMount,
+		withoutRlimits,
 		oci.WithProcessArgs(args...),
-		oci.WithEnv(mergeEnv(ic.Env, cfg.Envs)),
+		oci.WithEnv(mergeEnv(append([]string{"HOSTNAME=" + h}, ic.Env...), cfg.Envs)),
 		oci.WithCgroup(r.cgroupsPath(sb.Config.GetLinux().GetCgroupParent(), c.ID)),
 	}
 	cwd := cfg.WorkingDir
@@ -330,13 +340,6 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 	opts = append(opts, oci.WithProcessCwd(cwd))
 	if cfg.Tty {
 		opts = append(opts, oci.WithTTY)
-	}
-	if nsOpts.Network != runtime.NamespaceMode_NODE {
-		h, err := hostname(sb)
-		if err != nil {
-			return nil, fmt.Errorf("read host's hostname: %w", err)
-		}
-		opts = append(opts, oci.WithHostname(h))
 	}
 
 	// Mounts: the pod's etc files and shm, then the config's own.
@@ -403,7 +406,12 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 		}
 		mounts = append(mounts, sm)
 	}
-	opts = append(opts, oci.WithMounts(mounts), withRootPropagation(cfg.Mounts))
+	// The container's own cgroup, read-only (a privileged container's is
+	// made writable below), as containerd's CRI mounts it.
+	if !own["/sys/fs/cgroup"] {
+		mounts = append(mounts, specs.Mount{Source: "cgroup", Destination: "/sys/fs/cgroup", Type: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}})
+	}
+	opts = append(opts, withMounts(mounts), withRootPropagation(cfg.Mounts))
 
 	// Namespaces: join the pause container's.
 	if nsOpts.Network == runtime.NamespaceMode_NODE {
@@ -438,10 +446,15 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 		if caps := sc.GetCapabilities(); caps != nil {
 			opts = append(opts, capsOpt(caps))
 		}
-		if len(sc.GetMaskedPaths()) > 0 {
+		// The kubelet always sends its lists, and empty ones for an
+		// Unmasked proc mount, which the API allows only in a pod user
+		// namespace; a client that sends none otherwise keeps the
+		// default masks (containerd's CRI would mask nothing).
+		_, _, ownUserns := podIDMaps(sb)
+		if len(sc.GetMaskedPaths()) > 0 || ownUserns {
 			opts = append(opts, oci.WithMaskedPaths(sc.GetMaskedPaths()))
 		}
-		if len(sc.GetReadonlyPaths()) > 0 {
+		if len(sc.GetReadonlyPaths()) > 0 || ownUserns {
 			opts = append(opts, oci.WithReadonlyPaths(sc.GetReadonlyPaths()))
 		}
 		sec, err := seccompOpt(sc.GetSeccomp())
@@ -465,7 +478,7 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 
 	// Resources.
 	if res := cfg.GetLinux().GetResources(); res != nil {
-		opts = append(opts, withResources(res), withOOMScoreAdj(r.d.clampOOM(int(res.OomScoreAdj))))
+		opts = append(opts, withResources(res, r.d.cgroups), withOOMScoreAdj(r.d.clampOOM(int(res.OomScoreAdj))))
 	}
 	ann := filterAnnotations(cfg.GetAnnotations(), r.h.ContainerAnnotations)
 	for k, v := range sandboxAnnotations(sb) {
@@ -476,6 +489,49 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 	ann[annImageName] = c.Image
 	opts = append(opts, oci.WithAnnotations(ann))
 	return opts, nil
+}
+
+// withoutRlimits drops the default spec's rlimits (RLIMIT_NOFILE 1024), so
+// a container inherits the runtime's, as under containerd's CRI.
+func withoutRlimits(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+	if s.Process != nil {
+		s.Process.Rlimits = nil
+	}
+	return nil
+}
+
+// withMounts adds the container's mounts to the spec: a default mount with
+// the same destination is replaced (and all default mounts under /dev when
+// /dev is given), and the given mounts are ordered so that a parent is
+// mounted before what is mounted inside it.
+func withMounts(ms []specs.Mount) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		given := map[string]bool{}
+		for _, m := range ms {
+			given[filepath.Clean(m.Destination)] = true
+		}
+		var kept []specs.Mount
+		for _, m := range s.Mounts {
+			dst := filepath.Clean(m.Destination)
+			if given[dst] || (given["/dev"] && strings.HasPrefix(dst, "/dev/")) {
+				continue
+			}
+			kept = append(kept, m)
+		}
+		sorted := slices.Clone(ms)
+		sort.SliceStable(sorted, func(i, j int) bool { return depth(sorted[i].Destination) < depth(sorted[j].Destination) })
+		s.Mounts = append(kept, sorted...)
+		return nil
+	}
+}
+
+// depth is how many components a path has.
+func depth(p string) int {
+	p = filepath.Clean(p)
+	if p == "/" {
+		return 0
+	}
+	return strings.Count(p, "/")
 }
 
 // checkRRO validates a recursive read-only mount: the runtime must support it
@@ -600,12 +656,12 @@ func userOpts(sc *runtime.LinuxContainerSecurityContext, imageUser string) []oci
 	return opts
 }
 
-func withResources(res *runtime.LinuxContainerResources) oci.SpecOpts {
+func withResources(res *runtime.LinuxContainerResources, node nodeCgroups) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 		if s.Linux.Resources == nil {
 			s.Linux.Resources = &specs.LinuxResources{}
 		}
-		applyResources(s.Linux.Resources, res)
+		applyResources(s.Linux.Resources, res, node)
 		return nil
 	}
 }
@@ -634,8 +690,12 @@ func podResources(l *runtime.LinuxPodSandboxConfig) *runtime.LinuxContainerResou
 	return out
 }
 
-// applyResources copies CRI resources into an OCI resources block.
-func applyResources(lr *specs.LinuxResources, res *runtime.LinuxContainerResources) {
+// applyResources copies CRI resources into an OCI resources block, leaving
+// out what the node's cgroups can't do (as containerd's CRI does): swap
+// without swap accounting, hugepage limits without the hugetlb controller.
+// Where swap can be limited and none is asked for, memory+swap equals the
+// memory limit, so a container doesn't swap.
+func applyResources(lr *specs.LinuxResources, res *runtime.LinuxContainerResources, node nodeCgroups) {
 	if lr.CPU == nil {
 		lr.CPU = &specs.LinuxCPU{}
 	}
@@ -663,13 +723,19 @@ func applyResources(lr *specs.LinuxResources, res *runtime.LinuxContainerResourc
 	if res.MemoryLimitInBytes != 0 {
 		l := res.MemoryLimitInBytes
 		lr.Memory.Limit = &l
+		if res.MemorySwapLimitInBytes == 0 && node.Swap {
+			lr.Memory.Swap = &l
+		}
 	}
-	if res.MemorySwapLimitInBytes != 0 {
+	if res.MemorySwapLimitInBytes != 0 && node.Swap {
 		l := res.MemorySwapLimitInBytes
 		lr.Memory.Swap = &l
 	}
-	for _, h := range res.HugepageLimits {
-		lr.HugepageLimits = append(lr.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.PageSize, Limit: h.Limit})
+	if node.Hugetlb {
+		lr.HugepageLimits = nil
+		for _, h := range res.HugepageLimits {
+			lr.HugepageLimits = append(lr.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.PageSize, Limit: h.Limit})
+		}
 	}
 	if len(res.Unified) > 0 {
 		if lr.Unified == nil {

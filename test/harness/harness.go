@@ -50,9 +50,10 @@ type Env struct {
 	Runtime   internalapi.RuntimeService
 	Image     internalapi.ImageManagerService
 
-	ctrd   *exec.Cmd
-	crimux *exec.Cmd
-	logs   []string
+	ctrd    *exec.Cmd
+	ctrdBin string
+	crimux  *exec.Cmd
+	logs    []string
 }
 
 // Options choose what to start.
@@ -240,6 +241,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 		return fmt.Errorf("start containerd: %w", err)
 	}
 	e.ctrd = cmd
+	e.ctrdBin = ctrd
 	e.logs = append(e.logs, logPath)
 	_ = os.WriteFile(filepath.Join(e.Dir, "containerd.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 	return waitSocket(e.CtrdSock, 30*time.Second)
@@ -370,8 +372,8 @@ func Sweep() {
 			continue
 		}
 		name := strings.TrimSuffix(f[1], ":")
-		if strings.HasPrefix(name, BridgePrefix) {
-			if _, err := os.Stat(filepath.Join(BaseDir, strings.TrimPrefix(name, BridgePrefix))); err != nil {
+		if strings.HasPrefix(name, BridgePrefix) && len(name) >= len(BridgePrefix)+6 {
+			if _, err := os.Stat(filepath.Join(BaseDir, name[len(BridgePrefix):len(BridgePrefix)+6])); err != nil {
 				_ = exec.Command("ip", "link", "del", name).Run()
 			}
 		}
@@ -388,8 +390,12 @@ func isLiveRun(pid int) bool {
 // cleanDir kills the run's processes (crimux, containerd, its shims and
 // containers), unmounts everything under dir, deletes its bridge and dir.
 func cleanDir(dir string) {
-	for _, name := range []string{"crimux.pid", "containerd.pid"} {
-		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+	pids, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
+	for _, name := range pids {
+		if filepath.Base(name) == "owner.pid" {
+			continue
+		}
+		if b, err := os.ReadFile(name); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
 				_ = unix.Kill(-pid, syscall.SIGKILL)
 				_ = unix.Kill(pid, syscall.SIGKILL)
@@ -410,8 +416,12 @@ func cleanDir(dir string) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	unmountUnder(dir)
-	if strings.HasPrefix(filepath.Base(dir), "") {
-		_ = exec.Command("ip", "link", "del", BridgePrefix+filepath.Base(dir)).Run()
+	// The run's bridge, and those of the containerd CRIs it started.
+	out, _ := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(strings.TrimSuffix(f[1], ":"), BridgePrefix+filepath.Base(dir)) {
+			_ = exec.Command("ip", "link", "del", strings.TrimSuffix(f[1], ":")).Run()
+		}
 	}
 	_ = os.RemoveAll(dir)
 }
