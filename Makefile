@@ -19,7 +19,7 @@ LOG_DIR      ?= /var/log/crimux
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -X github.com/crimux/crimux/router.Version=$(VERSION)
 
-.PHONY: all build deps packages runc containerd crictl gvisor critest-bin critest critest-bench install up down test unit integration bench vet fmt clean demo-registry
+.PHONY: all build deps packages runc containerd crictl gvisor critest-bin critest critest-bench install up down test unit fuzz integration bench vet fmt clean demo-registry
 
 all: build
 
@@ -83,6 +83,16 @@ vet:
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test$$)
 
+# Each fuzz target for FUZZTIME (seeds are in the tests; go test keeps what
+# it finds in its cache, and a failing input in the package's testdata/fuzz).
+FUZZTIME ?= 10s
+FUZZ_TARGETS := internal/fsroot:FuzzOpenInRoot router:FuzzValidateSandboxConfig router:FuzzValidateContainerConfig conf:FuzzLoad
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
+
 # The integration suite once per handler.
 integration:
 	@for h in $(HANDLERS); do \
@@ -96,7 +106,7 @@ bench:
 	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 200x ./test/ -bin-dir $(BIN_DIR) -runtime-handler $$h || exit 1; \
 	done
 
-test: deps vet unit integration
+test: deps vet unit fuzz integration
 
 demo-registry: build
 	$(OUT)/crimux-testregistry -addr 127.0.0.1:5000

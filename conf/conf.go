@@ -6,6 +6,8 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,6 +73,12 @@ type Streaming struct {
 	Address string `mapstructure:"address"`
 	// IdleTimeout closes idle streaming connections.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// TLSCertFile and TLSKeyFile make the server speak TLS.
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
+	// AllowInsecureRemote lets Address be other than loopback without TLS:
+	// exec, attach and port-forward then travel the network in plain text.
+	AllowInsecureRemote bool `mapstructure:"allow_insecure_remote"`
 }
 
 // Handler is one runtime handler (a RuntimeClass handler name) and how to run it.
@@ -135,23 +143,26 @@ const (
 // Defaults returns the built-in configuration crimux runs with when no file exists.
 func Defaults() map[string]any {
 	return map[string]any{
-		"socket":                 "/run/crimux/crimux.sock",
-		"root_dir":               "/var/lib/crimux",
-		"state_dir":              "/run/crimux",
-		"log_level":              "info",
-		"default_handler":        "runc",
-		"sandbox_image":          "registry.k8s.io/pause:3.10",
-		"pause_binary":           "",
-		"registry_hosts_dir":     "/etc/crimux/certs.d",
-		"cgroup_driver":          "cgroupfs",
-		"containerd.address":     "/run/containerd/containerd.sock",
-		"containerd.namespace":   "crimux",
-		"containerd.timeout":     "10s",
-		"cni.bin_dirs":           []string{"/opt/cni/bin", "/usr/lib/cni"},
-		"cni.conf_dir":           "/etc/cni/net.d",
-		"cni.timeout":            "60s",
-		"streaming.address":      "127.0.0.1:0",
-		"streaming.idle_timeout": "4h",
+		"socket":                          "/run/crimux/crimux.sock",
+		"root_dir":                        "/var/lib/crimux",
+		"state_dir":                       "/run/crimux",
+		"log_level":                       "info",
+		"default_handler":                 "runc",
+		"sandbox_image":                   "registry.k8s.io/pause:3.10",
+		"pause_binary":                    "",
+		"registry_hosts_dir":              "/etc/crimux/certs.d",
+		"cgroup_driver":                   "cgroupfs",
+		"containerd.address":              "/run/containerd/containerd.sock",
+		"containerd.namespace":            "crimux",
+		"containerd.timeout":              "10s",
+		"cni.bin_dirs":                    []string{"/opt/cni/bin", "/usr/lib/cni"},
+		"cni.conf_dir":                    "/etc/cni/net.d",
+		"cni.timeout":                     "60s",
+		"streaming.address":               "127.0.0.1:0",
+		"streaming.idle_timeout":          "4h",
+		"streaming.tls_cert_file":         "",
+		"streaming.tls_key_file":          "",
+		"streaming.allow_insecure_remote": false,
 	}
 }
 
@@ -379,6 +390,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("cgroup_driver: %q is not one of cgroupfs, systemd", c.CgroupDriver))
 	}
+	errs = append(errs, c.Streaming.validate()...)
 	names := c.HandlerNames()
 	for _, name := range names {
 		h := c.Handlers[name]
@@ -422,6 +434,36 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("default_handler: %q is not a configured handler (configured: %s)", c.DefaultHandler, strings.Join(names, ", ")))
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks the streaming server's address and TLS files: a server
+// reachable from the network must speak TLS unless the operator said otherwise.
+func (s Streaming) validate() []error {
+	var errs []error
+	host, _, err := net.SplitHostPort(s.Address)
+	if err != nil {
+		return []error{fmt.Errorf("streaming.address: %q is not host:port: %v", s.Address, err)}
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		errs = append(errs, errors.New("streaming.tls_cert_file, streaming.tls_key_file: give both or neither"))
+	}
+	for _, f := range []struct{ key, p string }{{"streaming.tls_cert_file", s.TLSCertFile}, {"streaming.tls_key_file", s.TLSKeyFile}} {
+		if f.p == "" {
+			continue
+		}
+		if _, err := os.Stat(f.p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", f.key, err))
+		}
+	}
+	loopback := host == "localhost"
+	if ip, err := netip.ParseAddr(host); err == nil {
+		loopback = ip.IsLoopback()
+	}
+	if !loopback && s.TLSCertFile == "" && !s.AllowInsecureRemote {
+		errs = append(errs, fmt.Errorf("streaming.address: %q is not a loopback address: exec, attach and port-forward would reach the network in plain text; "+
+			"set streaming.tls_cert_file and streaming.tls_key_file, or streaming.allow_insecure_remote = true", s.Address))
+	}
+	return errs
 }
 
 // checkRunsc runs `runsc --version` to see that the binary works here.

@@ -176,3 +176,79 @@ func TestMemoryCheckInterval(t *testing.T) {
 		}
 	}
 }
+
+func TestStreamingAddress(t *testing.T) {
+	defaultFile = "/nonexistent/default.toml"
+	cert := writeFile(t, "cert.pem", "x")
+	for _, tc := range []struct {
+		desc, body, wantErr string
+	}{
+		{desc: "loopback v4", body: "address = \"127.0.0.1:0\""},
+		{desc: "loopback v6", body: "address = \"[::1]:10010\""},
+		{desc: "localhost", body: "address = \"localhost:0\""},
+		{desc: "all addresses in plain text", body: "address = \":10010\"", wantErr: "streaming.address: \":10010\" is not a loopback address"},
+		{desc: "node address in plain text", body: "address = \"10.0.0.5:10010\"", wantErr: "streaming.allow_insecure_remote"},
+		{desc: "node address allowed", body: "address = \"10.0.0.5:10010\"\nallow_insecure_remote = true"},
+		{desc: "node address with TLS", body: "address = \"10.0.0.5:10010\"\ntls_cert_file = \"" + cert + "\"\ntls_key_file = \"" + cert + "\""},
+		{desc: "cert without key", body: "tls_cert_file = \"" + cert + "\"", wantErr: "give both or neither"},
+		{desc: "missing cert", body: "tls_cert_file = \"/no/cert\"\ntls_key_file = \"/no/key\"", wantErr: "streaming.tls_cert_file: stat /no/cert"},
+		{desc: "not host:port", body: "address = \"127.0.0.1\"", wantErr: "streaming.address: \"127.0.0.1\" is not host:port"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			body := "[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n[streaming]\n" + tc.body + "\n"
+			_, err := load(t, writeFile(t, "c.toml", body), nil)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want an error with %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// FuzzLoad: no config file makes the loader panic, and every config it
+// accepts is written back by TOML() as a file it loads to the same config.
+func FuzzLoad(f *testing.F) {
+	defaultFile = "/nonexistent/default.toml"
+	f.Add("[handlers.runc]\nruntime_path = \"" + okBinary + "\"\n")
+	f.Add("socket = \"/tmp/s.sock\"\nlog_level = \"debug\"\n[containerd]\nnamespace = \"x\"\ntimeout = \"3s\"\n[handlers.runc]\nruntime_path = \"" + okBinary + "\"\npod_annotations = [\"io.x/\"]\n")
+	f.Add("[streaming]\naddress = \"10.0.0.1:1\"\nallow_insecure_remote = true\n[handlers.a-b]\nruntime_path = \"" + okBinary + "\"\n[handlers.a-b.runsc_config]\nx = \"y\"\ndefault_handler = \"a-b\"\n")
+	f.Add("[cni]\nbin_dirs = [\"/a\", \"/b\"]\ntimeout = \"-1s\"\n[handlers.\"Bad Name\"]\n")
+	f.Add("default_handler = 5\n[handlers]\nrunc = 3\n")
+	f.Add("\x00\n[[x]]\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "c.toml")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fs := Flags()
+		if err := fs.Parse([]string{"--config", p}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(fs, nil)
+		if err != nil {
+			return
+		}
+		dump := c.TOML()
+		p2 := filepath.Join(dir, "again.toml")
+		if err := os.WriteFile(p2, []byte(dump), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fs2 := Flags()
+		if err := fs2.Parse([]string{"--config", p2}); err != nil {
+			t.Fatal(err)
+		}
+		again, err := Load(fs2, nil)
+		if err != nil {
+			t.Fatalf("accepted config does not load back from its dump: %v\n%s", err, dump)
+		}
+		if again.TOML() != dump {
+			t.Fatalf("round trip differs:\n%s\n---\n%s", dump, again.TOML())
+		}
+	})
+}

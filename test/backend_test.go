@@ -36,6 +36,7 @@ func TestBackendSuite(t *testing.T) {
 		PauseBinary:      cfg.PauseBinary,
 		Handlers:         cfg.Handlers,
 		CgroupDriver:     cfg.CgroupDriver,
+		Instance:         "0123456789abcdef0123456789abcdef",
 		Listener:         rec,
 	})
 	if err != nil {

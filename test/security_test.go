@@ -3,8 +3,10 @@ package test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -245,5 +247,87 @@ func TestInjectionRefused(t *testing.T) {
 	resp, err := rawExecSync(t, id, []string{"cat", "/etc/resolv.conf", "/etc/hostname"}, 10)
 	if err != nil || string(resp.GetStdout()) != "search ns.svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\nfiles\n" {
 		t.Errorf("pod files: %q %v", resp.GetStdout(), err)
+	}
+}
+
+// A second crimux never takes over or sweeps what the first one serves:
+// the same socket or directories are refused with a clear message, and one
+// on other directories but the same containerd namespace leaves the first's
+// pods alone.
+func TestOneCrimuxPerSocket(t *testing.T) {
+	needEnv(t)
+	pullBusybox(t)
+	pod := podConfig(t, "first")
+	podID := runPod(t, pod)
+	ctrID := startContainer(t, podID, pod, ctrConfig("c", "sleep", "3600"))
+	base, err := os.ReadFile(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := func(name string, replace map[string]string) (string, error) {
+		cfg := string(base)
+		for k, v := range replace {
+			var lines []string
+			for _, l := range strings.Split(cfg, "\n") {
+				if strings.HasPrefix(l, k+" = ") {
+					l = fmt.Sprintf("%s = %q", k, v)
+				}
+				lines = append(lines, l)
+			}
+			cfg = strings.Join(lines, "\n")
+		}
+		p := filepath.Join(env.Dir, name+".toml")
+		if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(env.CrimuxBin, "serve", "--config", p)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	other := filepath.Join(env.Dir, "second")
+	for _, tc := range []struct {
+		desc    string
+		replace map[string]string
+		want    string
+	}{
+		{"same everything", nil, "in use by another crimux"},
+		{"same socket, other dirs", map[string]string{"root_dir": other + "/root", "state_dir": other + "/state"}, "accepts connections"},
+		{"same root_dir, other socket", map[string]string{"socket": other + "/a.sock", "state_dir": other + "/state"}, "root_dir"},
+	} {
+		out, err := second("second", tc.replace)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: a second crimux: %v\n%s\nwant it to refuse with %q", tc.desc, err, out, tc.want)
+		}
+	}
+	// Other socket and dirs, same containerd namespace: it starts (and
+	// sweeps at start), and the first crimux's pod is untouched.
+	p := filepath.Join(env.Dir, "third.toml")
+	cfg := strings.NewReplacer(env.Socket, other+"/third.sock", filepath.Join(env.Dir, "root"), other+"/root3", filepath.Join(env.Dir, "state"), other+"/state3").Replace(string(base))
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(env.CrimuxBin, "serve", "--config", p)
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*1e9, "the third crimux serving", func() error {
+		if !strings.Contains(log.String(), "crimux serving") {
+			return fmt.Errorf("log: %s", log.String())
+		}
+		return nil
+	})
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if st := containerState(t, ctrID); st.State != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("the first crimux's container is %s after another crimux started on the namespace\n%s", st.State, log.String())
+	}
+	if resp, err := rawExecSync(t, ctrID, []string{"true"}, 10); err != nil || resp.ExitCode != 0 {
+		t.Errorf("exec in the first crimux's container: %v %v", resp, err)
+	}
+	// The first still serves its socket.
+	if _, err := env.Runtime.Version(ctx(t), "v1"); err != nil {
+		t.Errorf("the first crimux stopped serving: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/apparmor"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -28,14 +29,15 @@ import (
 // handler binding so it survives restarts of crimux, containerd, or a config
 // change that removed the handler.
 const (
-	labelKind    = "io.crimux/kind" // sandbox | container
-	labelHandler = "io.crimux/handler"
-	labelSandbox = "io.crimux/sandbox-id"
-	labelLogDir  = "io.crimux/log-dir"
-	labelLogPath = "io.crimux/log-path" // relative to labelLogDir
-	labelStdin   = "io.crimux/stdin"    // "", "open" or "once"
-	labelTTY     = "io.crimux/tty"
-	labelStopSig = "io.crimux/stop-signal"
+	labelKind     = "io.crimux/kind" // sandbox | container
+	labelHandler  = "io.crimux/handler"
+	labelSandbox  = "io.crimux/sandbox-id"
+	labelInstance = "io.crimux/instance"
+	labelLogDir   = "io.crimux/log-dir"
+	labelLogPath  = "io.crimux/log-path" // relative to labelLogDir
+	labelStdin    = "io.crimux/stdin"    // "", "open" or "once"
+	labelTTY      = "io.crimux/tty"
+	labelStopSig  = "io.crimux/stop-signal"
 	// labelExit is "<code> <RFC 3339 time>", set when the task exited and
 	// before it is deleted: a container with neither task nor this label never ran.
 	labelExit      = "io.crimux/exit"
@@ -59,8 +61,11 @@ type Options struct {
 	Handlers map[string]conf.Handler
 	// CgroupDriver is cgroupfs or systemd.
 	CgroupDriver string
-	Listener     backends.Listener
-	Log          *slog.Logger
+	// Instance identifies this crimux (its root_dir): it labels what crimux
+	// creates, and Sweep removes only what carries it.
+	Instance string
+	Listener backends.Listener
+	Log      *slog.Logger
 }
 
 // Driver is the containerd driver.
@@ -70,6 +75,10 @@ type Driver struct {
 	log      *slog.Logger
 	oomFloor int
 	cgroups  nodeCgroups
+	lsm      hostLSM
+
+	aaMu     sync.Mutex // guards aaLoaded
+	aaLoaded bool       // crimux's default AppArmor profile is loaded
 
 	watchCtx  context.Context // the event watch's, started by the first Ready
 	watchOnce sync.Once
@@ -100,7 +109,7 @@ func New(o Options) (*Driver, error) {
 		c.Close()
 		return nil, err
 	}
-	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, cgroups: detectCgroups(), runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}}
+	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, cgroups: detectCgroups(), lsm: hostLSM{AppArmor: apparmor.HostSupports(), SELinux: detectSELinux()}, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}}
 	d.images = &Images{d: d, pulls: map[string]*sync.Mutex{}, known: map[digest.Digest]entryInfo{}}
 	for _, dir := range []string{filepath.Join(o.StateDir, "io"), filepath.Join(o.StateDir, "sandboxes")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -222,7 +231,10 @@ var _ backends.Sweeper = (*Driver)(nil)
 // snapshot and shm included, containers before the sandboxes they joined.
 func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]string, error) {
 	ctx = d.ctx(ctx)
-	list, err := d.client.Containers(ctx, fmt.Sprintf("labels.%q", labelKind))
+	if d.opts.Instance == "" {
+		return nil, errors.New("sweep: no instance ID to tell this crimux's containers from another's")
+	}
+	list, err := d.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", labelInstance, d.opts.Instance))
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", mapErr(err))
 	}

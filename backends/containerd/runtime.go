@@ -234,6 +234,9 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 	if err := r.ensureUnpacked(ctx, img); err != nil {
 		return backends.TaskState{}, err
 	}
+	if err := checkSELinux("linux.security_context.selinux_options", sb.Config.GetLinux().GetSecurityContext().GetSelinuxOptions(), r.d.lsm); err != nil {
+		return backends.TaskState{}, err
+	}
 	specOpts, err := r.sandboxSpec(sb, img)
 	if err != nil {
 		return backends.TaskState{}, err
@@ -252,7 +255,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 	if err != nil {
 		return backends.TaskState{}, err
 	}
-	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name}
+	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name, labelInstance: r.d.opts.Instance}
 	cont, err := r.d.client.NewContainer(ctx, sb.ID,
 		client.WithSnapshotter(r.h.Snapshotter),
 		client.WithNewSnapshot(sb.ID, img, snapshotOpts(sb)...),
@@ -528,12 +531,25 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 	if nsOptions(c.Sandbox).Ipc != runtime.NamespaceMode_NODE {
 		shm = r.d.shmDir(c.Sandbox.ID)
 	}
+	sc := c.Config.GetLinux().GetSecurityContext()
+	if err := checkSELinux("linux.security_context.selinux_options", sc.GetSelinuxOptions(), r.d.lsm); err != nil {
+		return backends.User{}, err
+	}
+	aa, err := appArmorProfile(sc, sc.GetPrivileged(), r.d.lsm)
+	if err != nil {
+		return backends.User{}, err
+	}
+	if aa == defaultAppArmorProfile {
+		if err := r.d.loadDefaultAppArmor(); err != nil {
+			return backends.User{}, err
+		}
+	}
 	vols, err := r.imageVolumes(ctx, c)
 	if err != nil {
 		r.cleanupCreate(c.ID)
 		return backends.User{}, err
 	}
-	specOpts, err := r.containerSpec(c, ic.Config, pid, shm, vols)
+	specOpts, err := r.containerSpec(c, ic.Config, pid, shm, vols, aa)
 	if err != nil {
 		r.cleanupCreate(c.ID)
 		return backends.User{}, err
@@ -550,14 +566,15 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 		}
 	}
 	labels := map[string]string{
-		labelKind:    kindContainer,
-		labelHandler: r.name,
-		labelSandbox: c.Sandbox.ID,
-		labelLogDir:  c.LogDir,
-		labelLogPath: c.LogPath,
-		labelStdin:   stdin,
-		labelTTY:     fmt.Sprint(c.Config.Tty),
-		labelStopSig: ic.Config.StopSignal,
+		labelKind:     kindContainer,
+		labelHandler:  r.name,
+		labelInstance: r.d.opts.Instance,
+		labelSandbox:  c.Sandbox.ID,
+		labelLogDir:   c.LogDir,
+		labelLogPath:  c.LogPath,
+		labelStdin:    stdin,
+		labelTTY:      fmt.Sprint(c.Config.Tty),
+		labelStopSig:  ic.Config.StopSignal,
 	}
 	cont, err := r.d.client.NewContainer(ctx, c.ID,
 		client.WithSnapshotter(r.h.Snapshotter),

@@ -307,7 +307,8 @@ func propagation(p runtime.MountPropagation) string {
 }
 
 // containerSpec builds a container's spec; pausePid is the sandbox's pause process.
-func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pausePid uint32, shmDir string, imageVols map[int]string) ([]oci.SpecOpts, error) {
+// apparmor is the AppArmor profile to run it under ("" for none).
+func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pausePid uint32, shmDir string, imageVols map[int]string, apparmor string) ([]oci.SpecOpts, error) {
 	cfg := c.Config
 	sb := c.Sandbox
 	nsOpts := nsOptions(sb)
@@ -463,6 +464,9 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 		}
 		opts = append(opts, sec)
 	}
+	if apparmor != "" {
+		opts = append(opts, withAppArmor(apparmor))
+	}
 	for _, d := range cfg.Devices {
 		opts = append(opts, oci.WithDevices(d.HostPath, d.ContainerPath, d.Permissions))
 	}
@@ -489,6 +493,13 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 	ann[annImageName] = c.Image
 	opts = append(opts, oci.WithAnnotations(ann))
 	return opts, nil
+}
+
+func withAppArmor(profile string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		s.Process.ApparmorProfile = profile
+		return nil
+	}
 }
 
 // withoutRlimits drops the default spec's rlimits (RLIMIT_NOFILE 1024), so

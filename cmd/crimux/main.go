@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"github.com/crimux/crimux/cni"
 	"github.com/crimux/crimux/conf"
 	"github.com/crimux/crimux/image"
+	"github.com/crimux/crimux/internal/instance"
 	"github.com/crimux/crimux/router"
 	"github.com/crimux/crimux/sandbox"
 )
@@ -119,12 +121,22 @@ func serve(args []string) error {
 			return fmt.Errorf("create %q: %w", d, err)
 		}
 	}
+	// One crimux per root_dir, state_dir and socket: a second one must not
+	// sweep, recover or unlink what the first serves.
+	inst, err := instance.Acquire(cfg.RootDir, cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	if err := instance.ProbeSocket(cfg.Socket); err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	var rt *router.Router
 	listener := lateListener{r: &rt}
-	drv, err := connect(ctx, cfg, listener, log)
+	drv, err := connect(ctx, cfg, inst.ID, listener, log)
 	if err != nil {
 		return err
 	}
@@ -157,24 +169,35 @@ func serve(args []string) error {
 	}
 	scfg := streaming.DefaultConfig
 	scfg.Addr = sln.Addr().String()
-	scfg.BaseURL = &url.URL{Scheme: "http", Host: sln.Addr().String()}
+	scheme := "http"
+	var tlsCfg *tls.Config
+	if cfg.Streaming.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Streaming.TLSCertFile, cfg.Streaming.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("streaming.tls_cert_file, streaming.tls_key_file: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		scheme = "https"
+	}
+	scfg.BaseURL = &url.URL{Scheme: scheme, Host: sln.Addr().String()}
 	scfg.StreamIdleTimeout = cfg.Streaming.IdleTimeout
 	ss, err := streaming.NewServer(scfg, rt.StreamRuntime())
 	if err != nil {
 		return fmt.Errorf("streaming server: %w", err)
 	}
 	rt.SetStreaming(ss)
-	hs := &http.Server{Handler: ss, ReadHeaderTimeout: 30 * time.Second}
+	hs := &http.Server{Handler: ss, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg}
 	go func() {
-		if err := hs.Serve(sln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return hs.Serve(sln) }
+		if tlsCfg != nil {
+			serve = func() error { return hs.ServeTLS(sln, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("streaming server", "error", err)
 		}
 	}()
 	defer hs.Close()
 
-	if err := os.Remove(cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale socket %q: %w", cfg.Socket, err)
-	}
 	ln, err := net.Listen("unix", cfg.Socket)
 	if err != nil {
 		return fmt.Errorf("listen on socket %q: %w", cfg.Socket, err)
@@ -223,7 +246,7 @@ func (l lateListener) TaskOOM(id string) {
 }
 
 // connect waits for containerd (it may still be starting at boot) up to its timeout.
-func connect(ctx context.Context, cfg *conf.Config, l backends.Listener, log *slog.Logger) (*containerd.Driver, error) {
+func connect(ctx context.Context, cfg *conf.Config, instanceID string, l backends.Listener, log *slog.Logger) (*containerd.Driver, error) {
 	deadline := time.Now().Add(cfg.Containerd.Timeout + 20*time.Second)
 	for {
 		d, err := containerd.New(containerd.Options{
@@ -235,6 +258,7 @@ func connect(ctx context.Context, cfg *conf.Config, l backends.Listener, log *sl
 			PauseBinary:      cfg.PauseBinary,
 			Handlers:         cfg.Handlers,
 			CgroupDriver:     cfg.CgroupDriver,
+			Instance:         instanceID,
 			Listener:         l,
 			Log:              log,
 		})
