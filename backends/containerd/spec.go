@@ -381,9 +381,12 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 				return nil, fmt.Errorf("create mount source %q: %w", src, err)
 			}
 		}
-		if resolved, err := filepath.EvalSymlinks(src); err == nil {
-			src = resolved
+		// Resolved once, here: the runtime mounts the resolved path.
+		resolved, err := filepath.EvalSymlinks(src)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mount %s: host path %q: %v", backends.ErrInvalid, m.ContainerPath, m.HostPath, err)
 		}
+		src = resolved
 		mode := "rw"
 		if m.Readonly {
 			mode = "ro"
