@@ -17,7 +17,7 @@ HANDLERS           ?= runc gvisor
 CRIMUX_SOCKET ?= /run/crimux/crimux.sock
 LOG_DIR      ?= /var/log/crimux
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS      := -X github.com/crimux/crimux/router.Version=$(VERSION)
+LDFLAGS      := -X github.com/crimux/crimux/router.Commit=$(VERSION)
 
 .PHONY: all build deps packages runc containerd crictl gvisor critest-bin critest critest-bench install up down test unit fuzz integration bench vet fmt clean demo-registry
 

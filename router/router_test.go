@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -488,5 +489,23 @@ func TestStatusInfoIsJSON(t *testing.T) {
 	var cfg struct{ StateDir string }
 	if err := json.Unmarshal([]byte(st.Info["config"]), &cfg); err != nil || cfg.StateDir != f.cfg.StateDir {
 		t.Errorf("config info's state dir %q (%v), want %q", cfg.StateDir, err, f.cfg.StateDir)
+	}
+}
+
+// The kubelet parses RuntimeVersion as a semantic version.
+func TestVersionIsSemver(t *testing.T) {
+	re := regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+	for _, tc := range []struct{ release, commit, want string }{
+		{"0.1.0-dev", "", "0.1.0-dev"},
+		{"0.1.0-dev", "c84d14a", "0.1.0-dev+c84d14a"},
+		{"0.1.0-dev", "c84d14a-dirty", "0.1.0-dev+c84d14a-dirty"},
+		{"0.1.0", "v0.1.0-3-gabc1234-dirty", "0.1.0+v0.1.0-3-gabc1234-dirty"},
+		{"0.1.0", "weird/branch_name..x", "0.1.0+weird.branch.name.x"},
+		{"0.1.0", "--", "0.1.0"},
+	} {
+		got := semver(tc.release, tc.commit)
+		if got != tc.want || !re.MatchString(got) {
+			t.Errorf("semver(%q, %q) = %q, want %q (a semantic version)", tc.release, tc.commit, got, tc.want)
+		}
 	}
 }

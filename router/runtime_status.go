@@ -13,7 +13,7 @@ func (r *Router) Version(ctx context.Context, req *runtime.VersionRequest) (*run
 	return &runtime.VersionResponse{
 		Version:           "0.1.0",
 		RuntimeName:       "crimux",
-		RuntimeVersion:    Version,
+		RuntimeVersion:    Version(),
 		RuntimeApiVersion: "v1",
 	}, nil
 }

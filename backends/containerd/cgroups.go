@@ -2,11 +2,16 @@ package containerd
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
 )
 
 // nodeCgroups is what this node's cgroups can do, detected once at start:
@@ -20,6 +25,40 @@ type nodeCgroups struct {
 	Swap bool
 	// Hugetlb: the hugetlb controller exists.
 	Hugetlb bool
+	// Controllers are the cgroup v2 controllers (Unified only).
+	Controllers map[string]bool
+}
+
+// checkUnified refuses unified (cgroup v2 file) resources the node can't
+// take: any on cgroup v1, where runc fails the container at start, and on
+// v2 a file of a controller the node doesn't have, or one of cgroup's own
+// files that place processes or controllers.
+func checkUnified(res *runtime.LinuxContainerResources, node nodeCgroups) error {
+	for _, k := range sortedKeys(res.GetUnified()) {
+		if !node.Unified {
+			return fmt.Errorf("%w: resources.unified[%q]: this node's cgroups are v1; unified resources need cgroup v2", backends.ErrInvalid, k)
+		}
+		ctrl, _, _ := strings.Cut(k, ".")
+		switch {
+		case ctrl == "cgroup":
+			switch k {
+			case "cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cgroup.type", "cgroup.kill", "cgroup.freeze":
+				return fmt.Errorf("%w: resources.unified[%q]: not a resource", backends.ErrInvalid, k)
+			}
+		case !node.Controllers[ctrl]:
+			return fmt.Errorf("%w: resources.unified[%q]: this node has no %s cgroup controller", backends.ErrInvalid, k, ctrl)
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // detectCgroups reads the node's cgroup setup.
@@ -34,7 +73,11 @@ func detectCgroups() nodeCgroups {
 		_, err := os.Stat(filepath.Join("/sys/fs/cgroup", own, "memory.swap.max"))
 		n.Swap = err == nil
 		ctrls, _ := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
-		n.Hugetlb = containsWord(string(ctrls), "hugetlb")
+		n.Controllers = map[string]bool{}
+		for _, c := range strings.Fields(string(ctrls)) {
+			n.Controllers[c] = true
+		}
+		n.Hugetlb = n.Controllers["hugetlb"]
 		return n
 	}
 	_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
@@ -68,15 +111,6 @@ func v1Controller(name string) bool {
 		fields := strings.Fields(s.Text())
 		if len(fields) == 4 && fields[0] == name {
 			return fields[3] == "1"
-		}
-	}
-	return false
-}
-
-func containsWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
 		}
 	}
 	return false

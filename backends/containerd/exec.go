@@ -315,6 +315,9 @@ func (r *Runtime) UpdateResources(ctx context.Context, id string, res *runtime.L
 	if res == nil {
 		return nil
 	}
+	if err := checkUnified(res, r.d.cgroups); err != nil {
+		return err
+	}
 	ctx = r.d.ctx(ctx)
 	cont, err := r.d.client.LoadContainer(ctx, id)
 	if err != nil {

@@ -232,11 +232,14 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// flush writes what is left when the stream ends: a last line without a
+// newline is a partial (P) entry, as containerd's CRI writes it, so that
+// readers (the kubelet's termination message) don't add a newline.
 func (w *lineWriter) flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
-		w.c.writeLog(w.stream, false, w.buf)
+		w.c.writeLog(w.stream, true, w.buf)
 		w.buf = nil
 	}
 }

@@ -485,6 +485,9 @@ func (r *Runtime) containerSpec(c backends.Container, ic ocispec.ImageConfig, pa
 
 	// Resources.
 	if res := cfg.GetLinux().GetResources(); res != nil {
+		if err := checkUnified(res, r.d.cgroups); err != nil {
+			return nil, err
+		}
 		opts = append(opts, withResources(res, r.d.cgroups), withOOMScoreAdj(r.d.clampOOM(int(res.OomScoreAdj))))
 	}
 	ann := filterAnnotations(cfg.GetAnnotations(), r.h.ContainerAnnotations)

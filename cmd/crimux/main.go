@@ -67,7 +67,7 @@ func main() {
 		}
 		err = configCheck(os.Args[3:])
 	case "version", "--version":
-		fmt.Printf("crimux %s\n", router.Version)
+		fmt.Printf("crimux %s\n", router.Version())
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 	default:

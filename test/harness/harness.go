@@ -105,7 +105,10 @@ func Start(o Options) (_ *Env, retErr error) {
 	}
 	// Build crimux and the pause program.
 	e.CrimuxBin = filepath.Join(e.Dir, "crimux")
-	if out, err := run(o.RepoRoot, nil, "go", "build", "-o", e.CrimuxBin, "./cmd/crimux"); err != nil {
+	// As the Makefile builds it: the commit from git describe.
+	commit, _ := run(o.RepoRoot, nil, "git", "describe", "--tags", "--always", "--dirty")
+	ldflags := "-X github.com/crimux/crimux/router.Commit=" + strings.TrimSpace(string(commit))
+	if out, err := run(o.RepoRoot, nil, "go", "build", "-ldflags", ldflags, "-o", e.CrimuxBin, "./cmd/crimux"); err != nil {
 		return nil, fmt.Errorf("build crimux: %v\n%s", err, out)
 	}
 	if out, err := run(o.RepoRoot, []string{"CGO_ENABLED=0"}, "go", "build", "-ldflags", "-s -w", "-o", filepath.Join(e.Dir, "crimux-pause"), "./cmd/crimux-pause"); err != nil {
