@@ -13,13 +13,17 @@ CONTAINERD_VERSION ?= v2.4.2
 CRI_TOOLS_VERSION  ?= v1.37.0
 RUNC_VERSION       ?= v1.2.6
 GVISOR_VERSION     ?= v0.0.0-20260905035102-160fafc42237
+K8S_VERSION        ?= v1.37.2
+ETCD_VERSION       ?= v3.7.3
+# Built from source once and kept outside the checkout (make clean keeps it).
+E2E_CACHE          ?= /var/cache/crimux/e2e
 HANDLERS           ?= runc gvisor
 CRIMUX_SOCKET ?= /run/crimux/crimux.sock
 LOG_DIR      ?= /var/log/crimux
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -X github.com/crimux/crimux/router.Commit=$(VERSION)
 
-.PHONY: all build deps packages runc containerd crictl gvisor critest-bin critest critest-bench install up down test unit fuzz integration bench vet fmt clean demo-registry
+.PHONY: all build deps packages runc containerd crictl gvisor critest-bin critest critest-bench install up down test unit fuzz integration e2e e2e-bin bench vet fmt clean demo-registry
 
 all: build
 
@@ -99,6 +103,16 @@ integration:
 	  echo "== integration tests, handler $$h"; \
 	  $(GO) test -count=1 -timeout 30m ./test/ -bin-dir $(BIN_DIR) -runtime-handler $$h || exit 1; \
 	done
+
+# kubelet, kube-apiserver, kubectl and etcd from the module proxy, cached.
+e2e-bin:
+	@bash hack/install-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(E2E_CACHE)/bin
+
+# crimux under a real kubelet and API server: every scenario for the runc
+# and gvisor RuntimeClasses and for pods without one (the default handler).
+E2E_HANDLERS ?= runc,gvisor,
+e2e: e2e-bin
+	$(GO) run ./test/e2e -bin-dir $(BIN_DIR) -k8s-bin $(E2E_CACHE)/bin -handlers '$(E2E_HANDLERS)'
 
 # Benchmarks print what they measure; they assert nothing.
 bench:

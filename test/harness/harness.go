@@ -36,12 +36,14 @@ const BridgePrefix = "crxt"
 
 // Env is one running test environment.
 type Env struct {
-	Dir       string
-	RunID     string
-	Bridge    string
-	Subnet    string
-	Gateway   string
-	Handler   string
+	Dir     string
+	RunID   string
+	Bridge  string
+	Subnet  string
+	Gateway string
+	Handler string
+	// BinDir holds containerd, its shims, runc, runsc and crictl.
+	BinDir    string
 	Registry  *images.Registry
 	CtrdSock  string
 	Socket    string
@@ -103,6 +105,7 @@ func Start(o Options) (_ *Env, retErr error) {
 	if bin == "" {
 		bin = filepath.Join(goEnv("GOPATH"), "bin")
 	}
+	e.BinDir = bin
 	// Build crimux and the pause program.
 	e.CrimuxBin = filepath.Join(e.Dir, "crimux")
 	// As the Makefile builds it: the commit from git describe.
