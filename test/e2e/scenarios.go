@@ -280,10 +280,11 @@ func (e *e2e) handlerScenarios(handler string) []scenario {
 				return c.waitEvent(ctx, n("hostnet"), "FailedCreatePodSandBox", "can't share the node's network (hostNetwork)")
 			},
 		}, scenario{
+			// The kubelet refuses it from the features crimux reports.
 			name: "hostUsers: false is refused with a clear event",
 			objs: []obj{podObj(n("userns"), handler, obj{"hostUsers": false, "containers": []obj{ctr("c", "exec sleep 3600", nil)}})},
 			check: func(ctx context.Context) error {
-				return c.waitEvent(ctx, n("userns"), "FailedCreatePodSandBox", "can't give a pod a user namespace of its own")
+				return c.waitEvent(ctx, n("userns"), "FailedCreatePodSandBox", fmt.Sprintf("RuntimeClass handler %q does not support user namespaces", handler))
 			},
 		})
 	} else {
