@@ -76,7 +76,7 @@ func TestSpecMatchesContainerdCRI(t *testing.T) {
 		{
 			name: "kubelet-like (Burstable, RuntimeDefault seccomp)",
 			pod: func(p *runtime.PodSandboxConfig) {
-				p.Linux.CgroupParent = "/crimux-spec-test"
+				p.Linux.CgroupParent = harness.CgroupPrefix + env.RunID + "-spec"
 				p.Linux.SecurityContext = &runtime.LinuxSandboxSecurityContext{
 					NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_POD, Pid: runtime.NamespaceMode_CONTAINER, Ipc: runtime.NamespaceMode_POD},
 					Seccomp:          &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault},

@@ -261,7 +261,7 @@ func (c *cluster) startAPIServer() error {
 // prepareCgroupRoot makes the kubelet's cgroup root in every v1 hierarchy
 // (cpuset with the node's cpus and mems), as the kubelet requires.
 func (c *cluster) prepareCgroupRoot() error {
-	c.cgroupRoot = "/crimux-e2e-" + c.env.RunID
+	c.cgroupRoot = harness.CgroupPrefix + c.env.RunID
 	ents, err := os.ReadDir("/sys/fs/cgroup")
 	if err != nil {
 		return err
@@ -414,26 +414,7 @@ func (c *cluster) stop() {
 		_ = os.WriteFile("/proc/sys/"+k, []byte(v), 0o644)
 	}
 	if c.cgroupRoot != "" {
-		removeCgroupTree(c.cgroupRoot)
-	}
-}
-
-// removeCgroupTree removes a cgroup and everything below it in every v1
-// hierarchy, deepest first.
-func removeCgroupTree(root string) {
-	ents, _ := os.ReadDir("/sys/fs/cgroup")
-	for _, e := range ents {
-		top := filepath.Join("/sys/fs/cgroup", e.Name(), root)
-		var dirs []string
-		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = os.Remove(dirs[i])
-		}
+		harness.RemoveCgroupTree(c.cgroupRoot)
 	}
 }
 

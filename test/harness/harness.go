@@ -34,6 +34,11 @@ const BaseDir = "/var/tmp/crimux-test"
 // BridgePrefix starts the name of every bridge a test run makes.
 const BridgePrefix = "crxt"
 
+// CgroupPrefix starts the name of every top-level cgroup a test run makes
+// (followed by the run's ID); the run's cleanup and the next run's sweep
+// remove them.
+const CgroupPrefix = "/crimux-test-"
+
 // Env is one running test environment.
 type Env struct {
 	Dir     string
@@ -370,6 +375,20 @@ func Sweep() {
 		}
 		cleanDir(dir)
 	}
+	// Cgroups of runs whose dir is gone.
+	for _, top := range cgroupHierarchies() {
+		ents, _ := os.ReadDir(top)
+		for _, ent := range ents {
+			name := "/" + ent.Name()
+			if !strings.HasPrefix(name, CgroupPrefix) || len(name) < len(CgroupPrefix)+6 {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(BaseDir, name[len(CgroupPrefix):len(CgroupPrefix)+6])); err != nil {
+				RemoveCgroupTree(name)
+			}
+		}
+	}
+
 	// Bridges of runs whose dir is gone.
 	out, _ := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
 	for _, line := range strings.Split(string(out), "\n") {
@@ -381,6 +400,53 @@ func Sweep() {
 		if strings.HasPrefix(name, BridgePrefix) && len(name) >= len(BridgePrefix)+6 {
 			if _, err := os.Stat(filepath.Join(BaseDir, name[len(BridgePrefix):len(BridgePrefix)+6])); err != nil {
 				_ = exec.Command("ip", "link", "del", name).Run()
+			}
+		}
+	}
+}
+
+// cgroupHierarchies are the node's cgroup v1 hierarchies (or the v2 root).
+func cgroupHierarchies() []string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return []string{"/sys/fs/cgroup"}
+	}
+	var out []string
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range ents {
+		p := filepath.Join("/sys/fs/cgroup", e.Name())
+		if _, err := os.Stat(filepath.Join(p, "cgroup.procs")); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// RemoveCgroupTree removes a top-level cgroup and everything below it in
+// every hierarchy, deepest first (a cgroup with processes stays).
+func RemoveCgroupTree(root string) {
+	for _, top := range cgroupHierarchies() {
+		var dirs []string
+		_ = filepath.WalkDir(filepath.Join(top, root), func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
+		}
+	}
+}
+
+// removeRunCgroups removes the top-level cgroups of run id ("/crimux-test-<id>*").
+func removeRunCgroups(id string) {
+	seen := map[string]bool{}
+	for _, top := range cgroupHierarchies() {
+		ents, _ := os.ReadDir(top)
+		for _, ent := range ents {
+			if name := "/" + ent.Name(); strings.HasPrefix(name, CgroupPrefix+id) && !seen[name] {
+				seen[name] = true
+				RemoveCgroupTree(name)
 			}
 		}
 	}
@@ -422,6 +488,7 @@ func cleanDir(dir string) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	unmountUnder(dir)
+	removeRunCgroups(filepath.Base(dir))
 	// The run's bridge, and those of the containerd CRIs it started.
 	out, _ := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
 	for _, line := range strings.Split(string(out), "\n") {
