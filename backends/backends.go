@@ -172,7 +172,13 @@ type Sweeper interface {
 // Recoverer is an optional ability: re-attaching to processes that kept running
 // while crimux was down (logs, exit watching).
 type Recoverer interface {
-	Recover(ctx context.Context, sandboxes []Sandbox, containers []Container) map[string]TaskState
+	// Recover re-attaches to what still runs and reports what the runtime
+	// knows of each sandbox and container asked about: RUNNING (with its
+	// pid), CREATED (never ran), or EXITED (with its code and time). An ID
+	// it can't report is in failed: ErrNotFound when the runtime has no
+	// such object, any other error when it could not tell (unreachable),
+	// and the caller asks again later.
+	Recover(ctx context.Context, sandboxes []Sandbox, containers []Container) (states map[string]TaskState, failed map[string]error)
 }
 
 // Usage is a container's raw resource counters, for the CRI metrics calls.

@@ -28,6 +28,13 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %q: %w", req.PodSandboxId, err)
 	}
+	// Under the pod's lock, the pod can't be stopped or removed while its
+	// container is made (nor a container be left for a removed pod).
+	unlock := r.lockPod(sb.ID)
+	defer unlock()
+	if _, err := r.sandboxes.Get(sb.ID); err != nil {
+		return nil, fmt.Errorf("pod sandbox %q: %w", req.PodSandboxId, err)
+	}
 	if st := sb.Status(); st.State != runtime.PodSandboxState_SANDBOX_READY {
 		return nil, fmt.Errorf("%w: pod sandbox %s is not ready", backends.ErrPrecondition, sb.ID)
 	}
@@ -69,7 +76,9 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 		User: &user,
 	}, sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_CREATED})
 	if err := r.ckpt.SaveContainer(c); err != nil {
-		if rerr := rt.RemoveContainer(context.Background(), id); rerr != nil {
+		cctx, cancel := cleanupContext()
+		defer cancel()
+		if rerr := rt.RemoveContainer(cctx, id); rerr != nil {
 			r.log.Error("roll back container", "id", id, "error", rerr)
 		}
 		return nil, err

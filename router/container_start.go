@@ -17,6 +17,13 @@ func (r *Router) StartContainer(ctx context.Context, req *runtime.StartContainer
 	if err != nil {
 		return nil, err
 	}
+	unlockPod := r.lockPod(c.SandboxID)
+	defer unlockPod()
+	unlock := r.lockContainer(c.ID)
+	defer unlock()
+	if _, err := r.containers.Get(c.ID); err != nil {
+		return nil, err // removed while we waited
+	}
 	sb, err := r.sandboxes.Get(c.SandboxID)
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox of container %s: %w", c.ID, err)

@@ -21,7 +21,10 @@ func (r *Router) StopContainer(ctx context.Context, req *runtime.StopContainerRe
 	if err != nil {
 		return nil, err
 	}
-	if c.Status().State != runtime.ContainerState_CONTAINER_RUNNING {
+	// A container being started is stopped once its start finished.
+	unlock := r.lockContainer(c.ID)
+	defer unlock()
+	if st := c.Status().State; st != runtime.ContainerState_CONTAINER_RUNNING && st != runtime.ContainerState_CONTAINER_UNKNOWN {
 		return &runtime.StopContainerResponse{}, nil
 	}
 	sb, err := r.sandboxes.Get(c.SandboxID)

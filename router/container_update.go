@@ -42,6 +42,8 @@ func (r *Router) UpdateContainerResources(ctx context.Context, req *runtime.Upda
 	if err != nil {
 		return nil, err
 	}
+	unlock := r.lockContainer(c.ID)
+	defer unlock()
 	if err := rt.UpdateResources(ctx, c.ID, req.Linux); err != nil {
 		return nil, fmt.Errorf("update resources of %s: %w", c.ID, err)
 	}

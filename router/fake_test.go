@@ -26,6 +26,25 @@ type fakeRuntime struct {
 	calls         []string
 	running       map[string]bool
 	recoverStates map[string]backends.TaskState
+	recoverFailed map[string]error
+	// gates make a call wait ("StartContainer", "CreateContainer", ...)
+	// until the test closes the channel; entered is told when it waits.
+	gates   map[string]chan struct{}
+	entered chan string
+}
+
+// gate blocks a call named op while the test holds its gate.
+func (f *fakeRuntime) gate(op string) {
+	f.mu.Lock()
+	g := f.gates[op]
+	f.mu.Unlock()
+	if g == nil {
+		return
+	}
+	if f.entered != nil {
+		f.entered <- op
+	}
+	<-g
 }
 
 var _ backends.Runtime = (*fakeRuntime)(nil)
@@ -58,6 +77,7 @@ func (f *fakeRuntime) RunSandbox(ctx context.Context, sb backends.Sandbox) (back
 	return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 1}, nil
 }
 func (f *fakeRuntime) StopSandbox(ctx context.Context, id string) error {
+	f.gate("StopSandbox")
 	f.record("StopSandbox " + id)
 	return nil
 }
@@ -66,10 +86,12 @@ func (f *fakeRuntime) RemoveSandbox(ctx context.Context, id string) error {
 	return nil
 }
 func (f *fakeRuntime) CreateContainer(ctx context.Context, c backends.Container) (backends.User, error) {
+	f.gate("CreateContainer")
 	f.record("CreateContainer " + c.ID)
 	return backends.User{UID: 1000, GID: 1000, Groups: []int64{1000, 50}}, f.CreateErr
 }
 func (f *fakeRuntime) StartContainer(ctx context.Context, id string) (backends.TaskState, error) {
+	f.gate("StartContainer")
 	f.record("StartContainer " + id)
 	if f.StartErr != nil {
 		return backends.TaskState{}, f.StartErr
@@ -104,9 +126,11 @@ func (f *fakeRuntime) Stats(ctx context.Context, id string) (*runtime.ContainerS
 func (f *fakeRuntime) Features() *runtime.RuntimeHandlerFeatures {
 	return &runtime.RuntimeHandlerFeatures{}
 }
-func (f *fakeRuntime) Recover(ctx context.Context, sbs []backends.Sandbox, cts []backends.Container) map[string]backends.TaskState {
+func (f *fakeRuntime) Recover(ctx context.Context, sbs []backends.Sandbox, cts []backends.Container) (map[string]backends.TaskState, map[string]error) {
 	f.record("Recover")
-	return f.recoverStates
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.recoverStates, f.recoverFailed
 }
 
 // fakeDriver hands out fakeRuntimes.

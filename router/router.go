@@ -78,6 +78,10 @@ type Router struct {
 	containerNames *sandbox.Registrar
 	ckpt           *sandbox.Checkpoint
 	events         events
+	locks          *keyedLocks
+	// pending are records recovery could not reconcile yet (their runtime
+	// didn't answer); a background loop retries them.
+	pending *pendingSet
 }
 
 var (
@@ -113,6 +117,8 @@ func New(o Options) (*Router, error) {
 		sandboxNames:   sandbox.NewRegistrar(),
 		containerNames: sandbox.NewRegistrar(),
 		ckpt:           ck,
+		locks:          newKeyedLocks(),
+		pending:        &pendingSet{ids: map[string]bool{}},
 	}
 	for name, h := range o.Config.Handlers {
 		d, ok := o.Drivers[h.Driver]
@@ -224,89 +230,6 @@ func (r *Router) TaskOOM(id string) {
 	r.saveContainer(c)
 }
 
-// Recover loads the records of a previous run and asks each backend what
-// became of their processes while crimux was down.
-func (r *Router) Recover(ctx context.Context) error {
-	sbs, cts, errs := r.ckpt.Load()
-	for _, err := range errs {
-		r.log.Warn("skip unreadable record", "error", err)
-	}
-	r.sweepOrphans(ctx, sbs, cts)
-	byHandler := map[string][]*sandbox.Sandbox{}
-	for _, sb := range sbs {
-		r.sandboxes.Add(sb.ID, sb)
-		_ = r.sandboxNames.Reserve(sb.Name, sb.ID)
-		byHandler[sb.Handler] = append(byHandler[sb.Handler], sb)
-	}
-	ctByHandler := map[string][]*sandbox.Container{}
-	for _, c := range cts {
-		r.containers.Add(c.ID, c)
-		_ = r.containerNames.Reserve(c.Name, c.ID)
-		h := ""
-		if sb, err := r.sandboxes.Get(c.SandboxID); err == nil {
-			h = sb.Handler
-		}
-		ctByHandler[h] = append(ctByHandler[h], c)
-	}
-	handlers := map[string]bool{}
-	for h := range byHandler {
-		handlers[h] = true
-	}
-	for h := range ctByHandler {
-		handlers[h] = true
-	}
-	for h := range handlers {
-		rt := r.runtimeOf(&sandbox.Sandbox{Metadata: sandbox.Metadata{Handler: h}})
-		rec, ok := rt.(backends.Recoverer)
-		if !ok {
-			continue
-		}
-		var bs []backends.Sandbox
-		for _, sb := range byHandler[h] {
-			if sb.Status().State == runtime.PodSandboxState_SANDBOX_READY {
-				bs = append(bs, r.backendSandbox(sb))
-			}
-		}
-		var bc []backends.Container
-		for _, c := range ctByHandler[h] {
-			if st := c.Status().State; st == runtime.ContainerState_CONTAINER_RUNNING || st == runtime.ContainerState_CONTAINER_CREATED {
-				bc = append(bc, backends.Container{ID: c.ID})
-			}
-		}
-		states := rec.Recover(ctx, bs, bc)
-		for _, sb := range byHandler[h] {
-			st, ok := states[sb.ID]
-			if !ok || st.State == runtime.ContainerState_CONTAINER_RUNNING {
-				continue
-			}
-			_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
-				s.State = runtime.PodSandboxState_SANDBOX_NOTREADY
-				return s, nil
-			})
-			r.saveSandbox(sb)
-		}
-		for _, c := range ctByHandler[h] {
-			st, ok := states[c.ID]
-			if !ok {
-				continue
-			}
-			switch st.State {
-			case runtime.ContainerState_CONTAINER_EXITED:
-				c.Exited(st.ExitCode, st.ExitedAt, st.Reason)
-				r.saveContainer(c)
-			case runtime.ContainerState_CONTAINER_UNKNOWN:
-				_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
-					s.State = runtime.ContainerState_CONTAINER_UNKNOWN
-					s.Message = st.Reason
-					return s, nil
-				})
-			}
-		}
-	}
-	r.log.Info("recovered state", "sandboxes", len(sbs), "containers", len(cts))
-	return nil
-}
-
 // Internal error kinds of the router itself; backends and stores have their own.
 var (
 	errInvalid = errors.New("invalid argument")
@@ -391,9 +314,15 @@ type cleanup struct {
 
 func (c *cleanup) add(f func(context.Context)) { c.fns = append(c.fns, f) }
 
+// cleanupContext bounds undo steps, which must run even when the request's
+// context is done.
+func cleanupContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Minute)
+}
+
 // run undoes in reverse order.
 func (c *cleanup) run() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := cleanupContext()
 	defer cancel()
 	for i := len(c.fns) - 1; i >= 0; i-- {
 		c.fns[i](ctx)

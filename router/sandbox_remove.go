@@ -21,9 +21,14 @@ func (r *Router) RemovePodSandbox(ctx context.Context, req *runtime.RemovePodSan
 	if err != nil {
 		return nil, err
 	}
+	unlock := r.lockPod(sb.ID)
+	defer unlock()
+	if _, err := r.sandboxes.Get(sb.ID); errors.Is(err, sandbox.ErrNotFound) {
+		return &runtime.RemovePodSandboxResponse{}, nil // removed while we waited
+	}
 	rt := r.runtimeOf(sb)
 	for _, c := range r.containersOf(sb.ID) {
-		if err := r.removeContainer(ctx, c); err != nil {
+		if err := r.removeContainerOf(ctx, sb, c); err != nil {
 			return nil, fmt.Errorf("remove container %s of pod %s: %w", c.ID, sb.ID, err)
 		}
 	}
@@ -36,7 +41,7 @@ func (r *Router) RemovePodSandbox(ctx context.Context, req *runtime.RemovePodSan
 	if err := os.RemoveAll(r.podDir(sb.ID)); err != nil {
 		return nil, fmt.Errorf("remove pod dir: %w", err)
 	}
-	if err := r.ckpt.DeleteSandbox(sb.ID); err != nil {
+	if err := r.ckpt.DeleteSandbox(sb); err != nil {
 		return nil, err
 	}
 	r.sandboxes.Delete(sb.ID)

@@ -21,14 +21,25 @@ func (r *Router) StopPodSandbox(ctx context.Context, req *runtime.StopPodSandbox
 	if err != nil {
 		return nil, err
 	}
+	unlock := r.lockPod(sb.ID)
+	defer unlock()
+	if _, err := r.sandboxes.Get(sb.ID); errors.Is(err, sandbox.ErrNotFound) {
+		return &runtime.StopPodSandboxResponse{}, nil // removed while we waited
+	}
 	if err := r.stopSandbox(ctx, sb); err != nil {
 		return nil, err
 	}
 	return &runtime.StopPodSandboxResponse{}, nil
 }
 
+// stopSandbox stops a pod; the caller holds its lock. The pod is NOTREADY
+// from the start, so nothing starts in it meanwhile, even if a step fails.
 func (r *Router) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 	rt := r.runtimeOf(sb)
+	_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
+		s.State = runtime.PodSandboxState_SANDBOX_NOTREADY
+		return s, nil
+	})
 	for _, c := range r.containersOf(sb.ID) {
 		if c.Status().State != runtime.ContainerState_CONTAINER_RUNNING {
 			continue

@@ -12,9 +12,13 @@ import (
 // sweepOrphans removes what a crash between creating a pod or container and
 // saving its record left behind: the backends' containers, the pod's network
 // allocation (CNI DEL), its pinned network and user namespaces and its dir.
-// Whatever a record names is left to recovery.
-func (r *Router) sweepOrphans(ctx context.Context, sbs []*sandbox.Sandbox, cts []*sandbox.Container) {
+// Whatever a record names is left to recovery, and so is what an
+// unreadable (quarantined) record may name.
+func (r *Router) sweepOrphans(ctx context.Context, sbs []*sandbox.Sandbox, cts []*sandbox.Container, quarantined []string) {
 	known := map[string]bool{}
+	for _, id := range quarantined {
+		known[id] = true
+	}
 	for _, sb := range sbs {
 		known[sb.ID] = true
 	}

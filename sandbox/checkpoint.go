@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -40,8 +41,14 @@ type containerRecord struct {
 	Config json.RawMessage `json:"config"`
 }
 
-// SaveSandbox writes the sandbox's record.
+// SaveSandbox writes the sandbox's record, durably; once the record was
+// deleted it writes nothing (a late save never brings a removed pod back).
 func (c *Checkpoint) SaveSandbox(s *Sandbox) error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	if s.removed {
+		return nil
+	}
 	cfg, err := protojson.Marshal(s.Config)
 	if err != nil {
 		return fmt.Errorf("encode sandbox %s config: %w", s.ID, err)
@@ -49,8 +56,13 @@ func (c *Checkpoint) SaveSandbox(s *Sandbox) error {
 	return writeJSON(filepath.Join(c.dir, "sandboxes", s.ID+".json"), sandboxRecord{Metadata: s.Metadata, Status: s.Status(), Config: cfg})
 }
 
-// SaveContainer writes the container's record.
+// SaveContainer writes the container's record, as SaveSandbox does.
 func (c *Checkpoint) SaveContainer(ct *Container) error {
+	ct.saveMu.Lock()
+	defer ct.saveMu.Unlock()
+	if ct.removed {
+		return nil
+	}
 	cfg, err := protojson.Marshal(ct.Config)
 	if err != nil {
 		return fmt.Errorf("encode container %s config: %w", ct.ID, err)
@@ -58,78 +70,169 @@ func (c *Checkpoint) SaveContainer(ct *Container) error {
 	return writeJSON(filepath.Join(c.dir, "containers", ct.ID+".json"), containerRecord{ContainerMetadata: ct.ContainerMetadata, Status: ct.Status(), Config: cfg})
 }
 
-// DeleteSandbox removes the sandbox's record.
-func (c *Checkpoint) DeleteSandbox(id string) error {
-	return removeFile(filepath.Join(c.dir, "sandboxes", id+".json"))
+// DeleteSandbox removes the sandbox's record for good.
+func (c *Checkpoint) DeleteSandbox(s *Sandbox) error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	if err := removeFile(filepath.Join(c.dir, "sandboxes", s.ID+".json")); err != nil {
+		return err
+	}
+	s.removed = true
+	return nil
 }
 
-// DeleteContainer removes the container's record.
-func (c *Checkpoint) DeleteContainer(id string) error {
-	return removeFile(filepath.Join(c.dir, "containers", id+".json"))
+// DeleteContainer removes the container's record for good.
+func (c *Checkpoint) DeleteContainer(ct *Container) error {
+	ct.saveMu.Lock()
+	defer ct.saveMu.Unlock()
+	if err := removeFile(filepath.Join(c.dir, "containers", ct.ID+".json")); err != nil {
+		return err
+	}
+	ct.removed = true
+	return nil
 }
 
-// Load reads every record. A record that can't be read is reported and skipped.
-func (c *Checkpoint) Load() ([]*Sandbox, []*Container, []error) {
-	var errs []error
-	var sbs []*Sandbox
-	var cts []*Container
-	for _, p := range list(filepath.Join(c.dir, "sandboxes"), &errs) {
+// Loaded is what Load found.
+type Loaded struct {
+	Sandboxes  []*Sandbox
+	Containers []*Container
+	// Quarantined are the IDs (from their file names) of records that could
+	// not be read; each was moved to root_dir/quarantine. What they name
+	// must be left alone: crimux no longer knows it, but it may be live.
+	Quarantined []string
+	// Errs says what went wrong, record by record.
+	Errs []error
+	// Complete is false when a records directory could not be read: then
+	// crimux doesn't know what it has, and must not sweep anything.
+	Complete bool
+}
+
+// Load reads every record. One that can't be read (empty, torn, not JSON,
+// a config that doesn't decode) is moved to the quarantine dir and
+// reported; what is left of crashed writes (*.tmp) is removed.
+func (c *Checkpoint) Load() Loaded {
+	l := Loaded{Complete: true}
+	for _, p := range c.list("sandboxes", &l) {
 		var r sandboxRecord
-		if err := readJSON(p, &r); err != nil {
-			errs = append(errs, err)
+		err := readJSON(p, &r)
+		if err == nil {
+			r.Metadata.Config = &runtime.PodSandboxConfig{}
+			if err = protojson.Unmarshal(r.Config, r.Metadata.Config); err != nil {
+				err = fmt.Errorf("decode %q: %w", p, err)
+			}
+		}
+		if err == nil && r.Metadata.ID+".json" != filepath.Base(p) {
+			err = fmt.Errorf("record %q is for sandbox %q", p, r.Metadata.ID)
+		}
+		if err != nil {
+			c.quarantine(p, err, &l)
 			continue
 		}
-		r.Metadata.Config = &runtime.PodSandboxConfig{}
-		if err := protojson.Unmarshal(r.Config, r.Metadata.Config); err != nil {
-			errs = append(errs, fmt.Errorf("decode %q: %w", p, err))
-			continue
-		}
-		sbs = append(sbs, NewSandbox(r.Metadata, r.Status))
+		l.Sandboxes = append(l.Sandboxes, NewSandbox(r.Metadata, r.Status))
 	}
-	for _, p := range list(filepath.Join(c.dir, "containers"), &errs) {
+	for _, p := range c.list("containers", &l) {
 		var r containerRecord
-		if err := readJSON(p, &r); err != nil {
-			errs = append(errs, err)
+		err := readJSON(p, &r)
+		if err == nil {
+			r.ContainerMetadata.Config = &runtime.ContainerConfig{}
+			if err = protojson.Unmarshal(r.Config, r.ContainerMetadata.Config); err != nil {
+				err = fmt.Errorf("decode %q: %w", p, err)
+			}
+		}
+		if err == nil && r.ContainerMetadata.ID+".json" != filepath.Base(p) {
+			err = fmt.Errorf("record %q is for container %q", p, r.ContainerMetadata.ID)
+		}
+		if err != nil {
+			c.quarantine(p, err, &l)
 			continue
 		}
-		r.ContainerMetadata.Config = &runtime.ContainerConfig{}
-		if err := protojson.Unmarshal(r.Config, r.ContainerMetadata.Config); err != nil {
-			errs = append(errs, fmt.Errorf("decode %q: %w", p, err))
-			continue
-		}
-		cts = append(cts, NewContainer(r.ContainerMetadata, r.Status))
+		l.Containers = append(l.Containers, NewContainer(r.ContainerMetadata, r.Status))
 	}
-	return sbs, cts, errs
+	return l
 }
 
-func list(dir string, errs *[]error) []string {
+// quarantine moves an unreadable record out of the way, keeping its ID known.
+func (c *Checkpoint) quarantine(p string, why error, l *Loaded) {
+	id := strings.TrimSuffix(filepath.Base(p), ".json")
+	l.Quarantined = append(l.Quarantined, id)
+	dir := filepath.Join(c.dir, "quarantine")
+	dst := filepath.Join(dir, fmt.Sprintf("%s-%s.%d", filepath.Base(filepath.Dir(p)), filepath.Base(p), time.Now().UnixNano()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		l.Errs = append(l.Errs, fmt.Errorf("%w (and quarantine it: %v)", why, err))
+		return
+	}
+	if err := os.Rename(p, dst); err != nil {
+		l.Errs = append(l.Errs, fmt.Errorf("%w (and quarantine it: %v)", why, err))
+		return
+	}
+	_ = syncDir(filepath.Dir(p))
+	l.Errs = append(l.Errs, fmt.Errorf("%w: moved to %s", why, dst))
+}
+
+func (c *Checkpoint) list(kind string, l *Loaded) []string {
+	dir := filepath.Join(c.dir, kind)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		*errs = append(*errs, fmt.Errorf("read checkpoint dir %q: %w", dir, err))
+		l.Errs = append(l.Errs, fmt.Errorf("read checkpoint dir %q: %w", dir, err))
+		l.Complete = false
 		return nil
 	}
 	var out []string
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".json") {
+		switch {
+		case strings.HasSuffix(e.Name(), ".json"):
 			out = append(out, filepath.Join(dir, e.Name()))
+		case strings.HasSuffix(e.Name(), ".tmp"):
+			_ = os.Remove(filepath.Join(dir, e.Name())) // a write a crash cut short
 		}
 	}
 	return out
 }
 
+// writeJSON writes a record atomically and durably: a temp file of its own
+// (concurrent writers never share one), fsync, rename over the record,
+// fsync of the directory.
 func writeJSON(p string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %q: %w", p, err)
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write %q: %w", tmp, err)
+	dir := filepath.Dir(p)
+	f, err := os.CreateTemp(dir, filepath.Base(p)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %q: %w", p, err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("rename %q: %w", tmp, err)
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o600)
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %q: %w", p, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("write %q: sync dir: %w", p, err)
 	}
 	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func readJSON(p string, v any) error {
@@ -147,5 +250,5 @@ func removeFile(p string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %q: %w", p, err)
 	}
-	return nil
+	return syncDir(filepath.Dir(p))
 }

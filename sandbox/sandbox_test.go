@@ -2,8 +2,11 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,13 +81,10 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err := ck.SaveContainer(c); err != nil {
 		t.Fatal(err)
 	}
-	// A corrupt record is reported and skipped, not fatal.
-	if err := os.WriteFile(filepath.Join(ck.dir, "sandboxes", "bad.json"), []byte("{"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sbs, cts, errs := ck.Load()
-	if len(errs) != 1 || len(sbs) != 1 || len(cts) != 1 {
-		t.Fatalf("load: %d sandboxes, %d containers, errs %v", len(sbs), len(cts), errs)
+	l := ck.Load()
+	sbs, cts := l.Sandboxes, l.Containers
+	if len(l.Errs) != 0 || len(sbs) != 1 || len(cts) != 1 || !l.Complete {
+		t.Fatalf("load: %d sandboxes, %d containers, errs %v", len(sbs), len(cts), l.Errs)
 	}
 	if sbs[0].Config.Hostname != "h" || sbs[0].Status().IPs[0] != "10.0.0.2" || sbs[0].Handler != "runc" ||
 		sbs[0].Status().PodResources.GetMemoryLimitInBytes() != 1<<30 || sbs[0].Status().PodOverhead != nil {
@@ -93,11 +93,97 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if cts[0].Config.Command[0] != "sh" || cts[0].Status().Pid != 42 {
 		t.Errorf("container: %+v", cts[0])
 	}
-	if err := ck.DeleteSandbox("s1"); err != nil {
+	if err := ck.DeleteSandbox(sb); err != nil {
 		t.Fatal(err)
 	}
-	if err := ck.DeleteSandbox("s1"); err != nil {
+	if err := ck.DeleteSandbox(sb); err != nil {
 		t.Fatalf("deleting twice: %v", err)
+	}
+	// A save after the delete (an exit event racing RemovePodSandbox)
+	// never brings the record back.
+	if err := ck.SaveSandbox(sb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(ck.dir, "sandboxes", "s1.json")); !os.IsNotExist(err) {
+		t.Fatalf("a removed sandbox's record came back: %v", err)
+	}
+}
+
+// Unreadable records (empty, torn, not JSON, misnamed) are moved to the
+// quarantine dir and their IDs reported, so nothing they name is swept;
+// leftovers of cut-short writes are removed.
+func TestCheckpointQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	ck, err := NewCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := NewSandbox(Metadata{ID: "good", Config: &runtime.PodSandboxConfig{}}, Status{})
+	if err := ck.SaveSandbox(good); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "sandboxes", "good.json"))
+	for name, body := range map[string][]byte{
+		"sandboxes/empty.json":      nil,
+		"sandboxes/torn.json":       b[:len(b)/2],
+		"sandboxes/misnamed.json":   b,
+		"containers/garbage.json":   []byte("\x00\x01"),
+		"sandboxes/good.json.1.tmp": []byte("{"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := ck.Load()
+	sort.Strings(l.Quarantined)
+	if len(l.Sandboxes) != 1 || l.Sandboxes[0].ID != "good" || fmt.Sprint(l.Quarantined) != "[empty garbage misnamed torn]" || len(l.Errs) != 4 || !l.Complete {
+		t.Fatalf("load: %d sandboxes, quarantined %v, errs %v", len(l.Sandboxes), l.Quarantined, l.Errs)
+	}
+	q, _ := os.ReadDir(filepath.Join(dir, "quarantine"))
+	if len(q) != 4 {
+		t.Fatalf("quarantine holds %d files", len(q))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sandboxes", "good.json.1.tmp")); !os.IsNotExist(err) {
+		t.Fatalf("a temp file was left: %v", err)
+	}
+	// An unreadable records dir makes the load incomplete.
+	if err := os.RemoveAll(filepath.Join(dir, "containers")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "containers"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if l := ck.Load(); l.Complete {
+		t.Fatal("a records dir that can't be read still makes a complete load")
+	}
+}
+
+// Concurrent saves of one record never share a temp file: each lands whole.
+func TestCheckpointConcurrentSaves(t *testing.T) {
+	ck, err := NewCheckpoint(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewContainer(ContainerMetadata{ID: "c", Config: &runtime.ContainerConfig{}}, ContainerStatus{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_ = c.Update(func(s ContainerStatus) (ContainerStatus, error) { s.Pid = uint32(i); return s, nil })
+			if err := ck.SaveContainer(c); err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if l := ck.Load(); len(l.Containers) != 1 || len(l.Errs) != 0 {
+		t.Fatalf("after concurrent saves: %d containers, errs %v", len(l.Containers), l.Errs)
 	}
 }
 

@@ -59,6 +59,9 @@ type Sandbox struct {
 
 	mu     sync.Mutex // guards status
 	status Status
+
+	saveMu  sync.Mutex // guards removed; held while the record is written or deleted
+	removed bool       // the record is deleted: it is never written again
 }
 
 // NewSandbox returns a sandbox with the given metadata and status.
@@ -134,6 +137,9 @@ type Container struct {
 
 	mu     sync.Mutex // guards status
 	status ContainerStatus
+
+	saveMu  sync.Mutex // guards removed; held while the record is written or deleted
+	removed bool       // the record is deleted: it is never written again
 }
 
 // NewContainer returns a container with the given metadata and status.

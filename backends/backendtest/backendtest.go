@@ -306,17 +306,19 @@ func (s *suite) recover(t *testing.T) {
 	running := s.container(t, sb, "running", true, "sleep", "3600")
 	created := s.container(t, sb, "created", false, "sleep", "3600")
 	gone := newID()
-	states := rec.Recover(ctx(t), []backends.Sandbox{sb}, []backends.Container{{ID: running}, {ID: created}, {ID: gone}})
+	states, failed := rec.Recover(ctx(t), []backends.Sandbox{sb}, []backends.Container{{ID: running}, {ID: created}, {ID: gone}})
 	want := map[string]runtime.ContainerState{
 		sb.ID:   runtime.ContainerState_CONTAINER_RUNNING,
 		running: runtime.ContainerState_CONTAINER_RUNNING,
 		created: runtime.ContainerState_CONTAINER_CREATED,
-		gone:    runtime.ContainerState_CONTAINER_EXITED,
 	}
 	for id, w := range want {
-		if st := states[id]; st.State != w {
-			t.Errorf("Recover: %s is %v, want %v", id[:12], st.State, w)
+		if st := states[id]; st.State != w || failed[id] != nil {
+			t.Errorf("Recover: %s is %v (%v), want %v", id[:12], st.State, failed[id], w)
 		}
+	}
+	if err := failed[gone]; !errors.Is(err, backends.ErrNotFound) {
+		t.Errorf("Recover of an unknown ID: %v, want ErrNotFound", err)
 	}
 	// A recovered container can still be exec'd into.
 	if res, err := s.rt.ExecSync(ctx(t), running, []string{"echo", "alive"}, 30*time.Second); err != nil || string(res.Stdout) != "alive\n" {

@@ -69,3 +69,32 @@ func TestApplyResourcesNodeCgroups(t *testing.T) {
 		})
 	}
 }
+
+func TestImageVolumeContainer(t *testing.T) {
+	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	if got, ok := imageVolumeContainer(imageVolumeKey(id, 12)); !ok || got != id {
+		t.Fatalf("container of %q: %q %v", imageVolumeKey(id, 12), got, ok)
+	}
+	for _, k := range []string{"other", "crimux-imagevol-", "crimux-imagevol--1", id} {
+		if got, ok := imageVolumeContainer(k); ok {
+			t.Errorf("%q parsed as a volume of %q", k, got)
+		}
+	}
+}
+
+func TestPullLocksDontLeak(t *testing.T) {
+	s := &Images{pulls: map[string]*refLock{}}
+	unlockA := s.lockRef("a")
+	done := make(chan struct{})
+	go func() {
+		unlock := s.lockRef("a") // waits for the first holder
+		unlock()
+		close(done)
+	}()
+	s.lockRef("b")()
+	unlockA()
+	<-done
+	if n := s.pullLocks(); n != 0 {
+		t.Fatalf("%d pull locks left after every pull ended", n)
+	}
+}

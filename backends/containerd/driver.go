@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/apparmor"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
@@ -110,7 +111,7 @@ func New(o Options) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, cgroups: detectCgroups(), lsm: hostLSM{AppArmor: apparmor.HostSupports(), SELinux: detectSELinux()}, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}}
-	d.images = &Images{d: d, pulls: map[string]*sync.Mutex{}, known: map[digest.Digest]entryInfo{}}
+	d.images = &Images{d: d, pulls: map[string]*refLock{}, known: map[digest.Digest]entryInfo{}}
 	for _, dir := range []string{filepath.Join(o.StateDir, "io"), filepath.Join(o.StateDir, "sandboxes")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			c.Close()
@@ -270,6 +271,54 @@ func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]strin
 			continue
 		}
 		removed = append(removed, o.id)
+	}
+	vols, err := d.sweepImageVolumes(ctx, known)
+	removed = append(removed, vols...)
+	return removed, errors.Join(append(errs, err)...)
+}
+
+// sweepImageVolumes removes the image volumes a crash left for containers
+// no record names: their mounts under state_dir/imagevols, and the snapshot
+// views labelled with this instance (a crash may fall between the view and
+// its mount).
+func (d *Driver) sweepImageVolumes(ctx context.Context, known func(string) bool) ([]string, error) {
+	var removed []string
+	var errs []error
+	ents, _ := os.ReadDir(filepath.Join(d.opts.StateDir, "imagevols"))
+	for _, e := range ents {
+		if known(e.Name()) {
+			continue
+		}
+		if err := d.unmountImageVolumes(e.Name()); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, "imagevols/"+e.Name())
+	}
+	snapshotters := map[string]bool{}
+	for _, h := range d.opts.Handlers {
+		snapshotters[h.Snapshotter] = true
+	}
+	for sn := range snapshotters {
+		svc := d.client.SnapshotService(sn)
+		var keys []string
+		err := svc.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+			if id, ok := imageVolumeContainer(info.Name); ok && !known(id) {
+				keys = append(keys, info.Name)
+			}
+			return nil
+		}, fmt.Sprintf("labels.%q==%q", labelInstance, d.opts.Instance))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s snapshots: %w", sn, mapErr(err)))
+			continue
+		}
+		for _, k := range keys {
+			if err := svc.Remove(ctx, k); err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove snapshot %s: %w", k, mapErr(err)))
+				continue
+			}
+			removed = append(removed, "snapshot/"+k)
+		}
 	}
 	return removed, errors.Join(errs...)
 }

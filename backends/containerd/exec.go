@@ -18,8 +18,15 @@ import (
 	"github.com/crimux/crimux/backends"
 )
 
-// maxExecOutput bounds what ExecSync keeps of each stream.
-const maxExecOutput = 16 << 20
+// maxExecOutput bounds what ExecSync returns of stdout and stderr together:
+// the CRI's gRPC messages are at most 16 MiB, and the response needs room
+// for its own fields and the truncation marker.
+const maxExecOutput = 16<<20 - 64<<10
+
+// execDrainTimeout bounds how long ExecSync reads output after the command
+// exited: a child it left running (sh -c 'daemon &') can hold stdout open
+// for ever (containerd's drain_exec_sync_io_timeout).
+const execDrainTimeout = 2 * time.Second
 
 func (r *Runtime) running(ctx context.Context, id string) (*proc, error) {
 	p := r.d.proc(id)
@@ -32,36 +39,54 @@ func (r *Runtime) running(ctx context.Context, id string) (*proc, error) {
 	return p, nil
 }
 
-// limitedBuffer keeps at most max bytes.
+// outputBudget is what ExecSync may still keep of stdout and stderr together.
+type outputBudget struct {
+	mu   sync.Mutex // guards left
+	left int
+}
+
+// take returns how many of n bytes fit.
+func (b *outputBudget) take(n int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = min(n, b.left)
+	b.left -= n
+	return n
+}
+
+// limitedBuffer keeps what the shared budget allows of one stream, and
+// says so at its end when it had to cut it.
 type limitedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-	max int
+	mu     sync.Mutex // guards buf, cut
+	buf    bytes.Buffer
+	budget *outputBudget
+	cut    int // bytes dropped
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if room := b.max - b.buf.Len(); room > 0 {
-		if len(p) > room {
-			b.buf.Write(p[:room])
-		} else {
-			b.buf.Write(p)
-		}
-	}
+	n := b.budget.take(len(p))
+	b.buf.Write(p[:n])
+	b.cut += len(p) - n
 	return len(p), nil
 }
 
 func (b *limitedBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]byte(nil), b.buf.Bytes()...)
+	out := append([]byte(nil), b.buf.Bytes()...)
+	if b.cut > 0 {
+		out = append(out, fmt.Sprintf("\n[crimux: output cut here, %d more bytes dropped: ExecSync returns at most %d bytes of stdout and stderr together]\n", b.cut, maxExecOutput)...)
+	}
+	return out
 }
 
 // ExecSync implements backends.Runtime.
 func (r *Runtime) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (backends.ExecResult, error) {
-	stdout := &limitedBuffer{max: maxExecOutput}
-	stderr := &limitedBuffer{max: maxExecOutput}
+	budget := &outputBudget{left: maxExecOutput}
+	stdout := &limitedBuffer{budget: budget}
+	stderr := &limitedBuffer{budget: budget}
 	code, err := r.exec(ctx, id, cmd, nil, stdout, stderr, false, nil, timeout)
 	if err != nil {
 		return backends.ExecResult{}, err
@@ -191,19 +216,47 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 		if err != nil {
 			return 0, err
 		}
-		// Let the IO drain before the caller reads the output.
-		if io := process.IO(); io != nil {
-			io.Wait()
+		// Let the output drain before the caller reads it, for a bounded
+		// time: a child the command left may hold its stdout for ever.
+		if pio := process.IO(); pio != nil && !tty && stdin == nil {
+			drained := make(chan struct{})
+			go func() { pio.Wait(); close(drained) }()
+			drain := time.NewTimer(execDrainTimeout)
+			defer drain.Stop()
+			select {
+			case <-drained:
+			case <-drain.C:
+				pio.Cancel()
+				_ = pio.Close()
+			case <-timer:
+				pio.Cancel()
+				_ = pio.Close()
+			case <-ctx.Done():
+				pio.Cancel()
+				_ = pio.Close()
+			}
+		} else if pio != nil {
+			pio.Wait()
 		}
 		return int32(code), nil
 	case <-timer:
-		_ = process.Kill(r.d.ctx(context.Background()), syscall.SIGKILL)
-		<-ch
+		r.killExec(process, ch)
 		return 0, fmt.Errorf("%w: command %q timed out after %s", errDeadline, cmd, timeout)
 	case <-ctx.Done():
-		_ = process.Kill(r.d.ctx(context.Background()), syscall.SIGKILL)
-		<-ch
+		r.killExec(process, ch)
 		return 0, ctx.Err()
+	}
+}
+
+// killExec kills an exec'd process and waits, for a bounded time (containerd
+// may be away), for its exit.
+func (r *Runtime) killExec(process client.Process, ch <-chan client.ExitStatus) {
+	ctx, cancel := r.d.cleanupCtx()
+	defer cancel()
+	_ = process.Kill(ctx, syscall.SIGKILL)
+	select {
+	case <-ch:
+	case <-ctx.Done():
 	}
 }
 

@@ -188,12 +188,12 @@ func (g *gvisorRuntime) UpdateSandboxResources(ctx context.Context, id string, p
 }
 
 // Recover implements backends.Recoverer: running containers are watched again.
-func (g *gvisorRuntime) Recover(ctx context.Context, sandboxes []backends.Sandbox, containers []backends.Container) map[string]backends.TaskState {
-	out := g.Runtime.Recover(ctx, sandboxes, containers)
+func (g *gvisorRuntime) Recover(ctx context.Context, sandboxes []backends.Sandbox, containers []backends.Container) (map[string]backends.TaskState, map[string]error) {
+	out, failed := g.Runtime.Recover(ctx, sandboxes, containers)
 	for _, c := range containers {
 		if out[c.ID].State == runtime.ContainerState_CONTAINER_RUNNING {
 			g.guardMemory(ctx, c.ID, g.memoryLimit(ctx, c.ID))
 		}
 	}
-	return out
+	return out, failed
 }

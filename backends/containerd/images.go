@@ -35,7 +35,7 @@ type Images struct {
 	d *Driver
 
 	mu    sync.Mutex // guards pulls and known
-	pulls map[string]*sync.Mutex
+	pulls map[string]*refLock
 	// known caches what an image's manifest says (config digest, size,
 	// user) by manifest digest: content-addressed, so it never goes stale,
 	// and status calls needn't read every image's blobs again.
@@ -55,17 +55,39 @@ var _ image.Builtin = (*Images)(nil)
 // removals of one name serialise across all its users).
 func (d *Driver) Images() *Images { return d.images }
 
+// refLock is one reference's pull lock; refs counts holders and waiters
+// (guarded by Images.mu), so the map only holds references in use.
+type refLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
 // lockRef serialises pulls of one reference; pulls of different images run in parallel.
 func (s *Images) lockRef(ref string) func() {
 	s.mu.Lock()
 	m, ok := s.pulls[ref]
 	if !ok {
-		m = &sync.Mutex{}
+		m = &refLock{}
 		s.pulls[ref] = m
 	}
+	m.refs++
 	s.mu.Unlock()
-	m.Lock()
-	return m.Unlock
+	m.mu.Lock()
+	return func() {
+		m.mu.Unlock()
+		s.mu.Lock()
+		if m.refs--; m.refs == 0 {
+			delete(s.pulls, ref)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// pullLocks is how many references have a pull lock (tests: none leak).
+func (s *Images) pullLocks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pulls)
 }
 
 func (s *Images) resolver(ctx context.Context, auth *image.Auth) docker.ResolverOptions {

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/crimux/crimux/backends"
@@ -19,7 +21,22 @@ import (
 
 // imageVolumeKey names the snapshot view of a container's image volume.
 func imageVolumeKey(containerID string, i int) string {
-	return fmt.Sprintf("crimux-imagevol-%s-%d", containerID, i)
+	return fmt.Sprintf("%s%s-%d", imageVolumePrefix, containerID, i)
+}
+
+const imageVolumePrefix = "crimux-imagevol-"
+
+// imageVolumeContainer is the container ID of an image volume's snapshot key.
+func imageVolumeContainer(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, imageVolumePrefix)
+	if !ok {
+		return "", false
+	}
+	i := strings.LastIndexByte(rest, '-')
+	if i <= 0 {
+		return "", false
+	}
+	return rest[:i], true
 }
 
 func (d *Driver) imageVolumeDir(containerID string) string {
@@ -75,7 +92,8 @@ func (r *Runtime) imageVolumes(ctx context.Context, c backends.Container) (map[i
 			return nil, fmt.Errorf("image volume %s: %w", m.ContainerPath, mapErr(err))
 		}
 		sn := r.d.client.SnapshotService(r.h.Snapshotter)
-		mounts, err := sn.View(ctx, imageVolumeKey(c.ID, i), identity.ChainID(diffIDs).String())
+		mounts, err := sn.View(ctx, imageVolumeKey(c.ID, i), identity.ChainID(diffIDs).String(),
+			snapshots.WithLabels(map[string]string{labelInstance: r.d.opts.Instance}))
 		if err != nil {
 			return nil, fmt.Errorf("image volume %s: snapshot view: %w", m.ContainerPath, mapErr(err))
 		}
@@ -147,19 +165,36 @@ func (r *Runtime) removeImageVolumes(ctx context.Context, containerID string) er
 		}
 		return err
 	}
+	if err := r.d.unmountImageVolumes(containerID); err != nil {
+		return err
+	}
 	sn := r.d.client.SnapshotService(r.h.Snapshotter)
-	// Sub path binds ("<i>.sub") sort after their volume ("<i>"); unmount
-	// them first.
-	for j := len(ents) - 1; j >= 0; j-- {
-		name := ents[j].Name()
-		p := filepath.Join(dir, name)
-		if err := mount.UnmountAll(p, 0); err != nil {
-			return fmt.Errorf("unmount image volume %s: %w", p, err)
-		}
-		if i, err := strconv.Atoi(name); err == nil {
+	for _, e := range ents {
+		if i, err := strconv.Atoi(e.Name()); err == nil {
 			if err := sn.Remove(ctx, imageVolumeKey(containerID, i)); err != nil && !isNotFound(err) {
 				return fmt.Errorf("remove image volume snapshot: %w", err)
 			}
+		}
+	}
+	return nil
+}
+
+// unmountImageVolumes unmounts a container's image volumes and removes
+// their dir. Sub path binds ("<i>.sub") sort after their volume ("<i>"):
+// they are unmounted first.
+func (d *Driver) unmountImageVolumes(containerID string) error {
+	dir := d.imageVolumeDir(containerID)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	for j := len(ents) - 1; j >= 0; j-- {
+		p := filepath.Join(dir, ents[j].Name())
+		if err := mount.UnmountAll(p, 0); err != nil {
+			return fmt.Errorf("unmount image volume %s: %w", p, err)
 		}
 	}
 	return os.RemoveAll(dir)

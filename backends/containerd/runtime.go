@@ -164,6 +164,9 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 		if err != nil {
 			// Lost the wait (containerd restarted): ask again once it answers.
 			ts = d.rewait(p)
+			if ts.State == runtime.ContainerState_CONTAINER_UNKNOWN {
+				return // the driver closed; the task is left to the next crimux
+			}
 		}
 		ctx, cancel := d.cleanupCtx()
 		// The exit is kept on the container before its task goes, so that
@@ -198,19 +201,31 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 	}()
 }
 
-// rewait waits again for a task whose wait stream broke, for up to a few minutes.
+// rewait waits again for a task whose wait stream broke (containerd went
+// away). It never gives up while containerd is unreachable: the process may
+// well run on, and reporting an exit that did not happen makes the kubelet
+// start a second instance. Once containerd answers, the real exit is
+// reported, with its code, even if it happened meanwhile (the shim keeps
+// it); only a task containerd no longer has at all is reported as exited
+// with code 255, reason Unknown. It ends early when the driver closes.
 func (d *Driver) rewait(p *proc) backends.TaskState {
-	unknown := backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, Reason: "Unknown", ExitedAt: time.Now()}
-	for i := 0; i < 120; i++ {
-		time.Sleep(time.Second)
-		ctx := d.ctx(context.Background())
-		ch, err := p.task.Wait(ctx)
+	wait := time.Second
+	for {
+		select {
+		case <-d.watchCtx.Done():
+			return backends.TaskState{State: runtime.ContainerState_CONTAINER_UNKNOWN}
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+		ch, err := p.task.Wait(d.ctx(d.watchCtx))
 		if err != nil {
 			if isNotFound(err) {
-				return unknown
+				return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, Reason: "Unknown", ExitedAt: time.Now()}
 			}
+			d.log.Debug("containerd away; waiting for the task again", "id", p.id, "error", err)
 			continue
 		}
+		d.log.Info("watching the task again after containerd came back", "id", p.id)
 		st := <-ch
 		code, at, err := st.Result()
 		if err != nil {
@@ -218,7 +233,6 @@ func (d *Driver) rewait(p *proc) backends.TaskState {
 		}
 		return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(code), ExitedAt: at}
 	}
-	return unknown
 }
 
 // RunSandbox implements backends.Runtime.
@@ -590,7 +604,13 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 	}
 	spec, err := cont.Spec(ctx)
 	if err != nil {
-		return backends.User{}, mapErr(err)
+		cctx, cancel := r.d.cleanupCtx()
+		defer cancel()
+		if derr := cont.Delete(cctx, client.WithSnapshotCleanup); derr != nil && !isNotFound(derr) {
+			r.d.log.Warn("roll back container", "id", c.ID, "error", derr)
+		}
+		r.cleanupCreate(c.ID)
+		return backends.User{}, fmt.Errorf("read the spec of container %s: %w", c.ID, mapErr(err))
 	}
 	u := backends.User{UID: int64(spec.Process.User.UID), GID: int64(spec.Process.User.GID)}
 	seen := map[int64]bool{}
@@ -720,10 +740,13 @@ func (r *Runtime) State(ctx context.Context, id string) (backends.TaskState, err
 	return backends.TaskState{State: runtime.ContainerState_CONTAINER_UNKNOWN}, nil
 }
 
-// Recover implements backends.Recoverer: it re-attaches to every task that is
-// still running and reports the state of each sandbox and container asked about.
-func (r *Runtime) Recover(ctx context.Context, sandboxes []backends.Sandbox, containers []backends.Container) map[string]backends.TaskState {
-	out := map[string]backends.TaskState{}
+// Recover implements backends.Recoverer: it re-attaches to every task
+// that still runs, reaps the tasks that exited while crimux was down
+// (keeping their exit on the container first), removes tasks that were
+// created but never started (a crash between the two), and reports what
+// it found; what it could not learn (containerd unreachable) is in failed.
+func (r *Runtime) Recover(ctx context.Context, sandboxes []backends.Sandbox, containers []backends.Container) (map[string]backends.TaskState, map[string]error) {
+	states, failed := map[string]backends.TaskState{}, map[string]error{}
 	ids := make([]string, 0, len(sandboxes)+len(containers))
 	for _, s := range sandboxes {
 		ids = append(ids, s.ID)
@@ -734,25 +757,53 @@ func (r *Runtime) Recover(ctx context.Context, sandboxes []backends.Sandbox, con
 	for _, id := range ids {
 		st, err := r.State(ctx, id)
 		if err != nil {
-			if isNotFound(err) {
-				out[id] = backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, Reason: "Unknown", ExitedAt: time.Now()}
-			} else {
-				out[id] = backends.TaskState{State: runtime.ContainerState_CONTAINER_UNKNOWN, Reason: err.Error()}
-			}
+			failed[id] = err
 			continue
 		}
-		if st.State == runtime.ContainerState_CONTAINER_RUNNING {
+		switch st.State {
+		case runtime.ContainerState_CONTAINER_RUNNING:
 			if _, err := r.adopt(ctx, id); err != nil {
-				r.d.log.Warn("re-attach to task", "id", id, "error", err)
+				failed[id] = fmt.Errorf("re-attach to task: %w", err)
+				continue
+			}
+		case runtime.ContainerState_CONTAINER_EXITED:
+			if err := r.reapExited(ctx, id, st); err != nil {
+				failed[id] = err
+				continue
+			}
+		case runtime.ContainerState_CONTAINER_CREATED:
+			// A task created and never started (or none): starting the
+			// container again needs none to be there.
+			if err := r.deleteTaskOnly(ctx, id); err != nil && !isNotFound(err) {
+				failed[id] = fmt.Errorf("remove a task that never started: %w", err)
+				continue
 			}
 		}
-		if st.State == runtime.ContainerState_CONTAINER_EXITED {
-			// Reap the exited task now; its record stays with crimux.
-			_ = r.deleteTaskOnly(ctx, id)
-		}
-		out[id] = st
+		states[id] = st
 	}
-	return out
+	return states, failed
+}
+
+// reapExited deletes the task of a container that exited while crimux was
+// down, after recording its exit on the container (as watch does), so the
+// exit is still known once the task is gone.
+func (r *Runtime) reapExited(ctx context.Context, id string, st backends.TaskState) error {
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if _, err := cont.Task(ctx, nil); isNotFound(err) {
+		return nil // reaped already; the exit is on the container
+	}
+	exit := fmt.Sprintf("%d %s", st.ExitCode, st.ExitedAt.UTC().Format(time.RFC3339Nano))
+	if _, err := cont.SetLabels(ctx, map[string]string{labelExit: exit}); err != nil {
+		return fmt.Errorf("record the exit on the container: %w", mapErr(err))
+	}
+	if err := r.deleteTaskOnly(ctx, id); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete exited task: %w", mapErr(err))
+	}
+	return nil
 }
 
 func (r *Runtime) deleteTaskOnly(ctx context.Context, id string) error {

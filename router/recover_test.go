@@ -1,0 +1,254 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/sandbox"
+)
+
+func TestReconcileContainer(t *testing.T) {
+	now := time.Unix(1000, 0)
+	exitAt := time.Unix(900, 0)
+	created := sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_CREATED}
+	running := sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 7, StartedAt: 500}
+	unknown := sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_UNKNOWN, StartedAt: 500}
+	ts := func(s runtime.ContainerState) backends.TaskState { return backends.TaskState{State: s, Pid: 9} }
+	for _, tc := range []struct {
+		desc      string
+		recorded  sandbox.ContainerStatus
+		actual    backends.TaskState
+		err       error
+		want      runtime.ContainerState
+		code      int32
+		reason    string
+		unchanged bool
+	}{
+		{desc: "started, crashed before the record said so", recorded: created, actual: ts(runtime.ContainerState_CONTAINER_RUNNING), want: runtime.ContainerState_CONTAINER_RUNNING},
+		{desc: "still running", recorded: running, actual: backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 7}, want: runtime.ContainerState_CONTAINER_RUNNING, unchanged: true},
+		{desc: "unknown but running", recorded: unknown, actual: ts(runtime.ContainerState_CONTAINER_RUNNING), want: runtime.ContainerState_CONTAINER_RUNNING},
+		{desc: "exited while crimux was down", recorded: running, actual: backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 3, ExitedAt: exitAt}, want: runtime.ContainerState_CONTAINER_EXITED, code: 3, reason: "Error"},
+		{desc: "created and exited (never recorded as started)", recorded: created, actual: backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitedAt: exitAt}, want: runtime.ContainerState_CONTAINER_EXITED, reason: "Completed"},
+		{desc: "never started", recorded: created, actual: ts(runtime.ContainerState_CONTAINER_CREATED), want: runtime.ContainerState_CONTAINER_CREATED, unchanged: true},
+		{desc: "task vanished without an exit", recorded: running, actual: ts(runtime.ContainerState_CONTAINER_CREATED), want: runtime.ContainerState_CONTAINER_EXITED, code: 255, reason: "Unknown"},
+		{desc: "the runtime lost the container", recorded: running, err: backends.ErrNotFound, want: runtime.ContainerState_CONTAINER_EXITED, code: 255, reason: "Unknown"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, changed := reconcileContainer(tc.recorded, tc.actual, tc.err, now)
+			if got.State != tc.want || got.ExitCode != tc.code || got.Reason != tc.reason || changed == tc.unchanged {
+				t.Fatalf("got %s code %d reason %q changed %v; want %s code %d reason %q changed %v", got.State, got.ExitCode, got.Reason, changed, tc.want, tc.code, tc.reason, !tc.unchanged)
+			}
+			if got.State == runtime.ContainerState_CONTAINER_EXITED && (got.FinishedAt == 0 || got.StartedAt > got.FinishedAt) {
+				t.Fatalf("exit times: started %d finished %d", got.StartedAt, got.FinishedAt)
+			}
+		})
+	}
+}
+
+// A runtime that can't answer at start (containerd away) changes nothing:
+// records stay as they were and are asked about again until it answers.
+func TestRecoverTransientErrorKeepsRecords(t *testing.T) {
+	root := t.TempDir()
+	f := newFixture(t, root)
+	ctx := context.Background()
+	pod := podCfg("p")
+	sb, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "a"}, Image: &runtime.ImageSpec{Image: "busybox"}}
+	cr, err := f.r.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	g := newFixture(t, root)
+	rt := g.drv.Runtime("runc").(*fakeRuntime)
+	away := errors.New("connection refused")
+	rt.recoverFailed = map[string]error{sb.PodSandboxId: away, cr.ContainerId: away}
+	if err := g.r.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ps, _ := g.r.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: sb.PodSandboxId})
+	cs, _ := g.r.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: cr.ContainerId})
+	if ps.Status.State != runtime.PodSandboxState_SANDBOX_READY || cs.Status.State != runtime.ContainerState_CONTAINER_RUNNING || g.r.pending.len() != 2 {
+		t.Fatalf("after a transient error: pod %s, container %s, %d pending", ps.Status.State, cs.Status.State, g.r.pending.len())
+	}
+	// Saved records are unchanged on disk too.
+	if l := g.r.ckpt.Load(); l.Sandboxes[0].Status().State != runtime.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("record saved as %s", l.Sandboxes[0].Status().State)
+	}
+	// Once the runtime answers, the exit that happened meanwhile is recorded.
+	rt.mu.Lock()
+	rt.recoverFailed = nil
+	rt.recoverStates = map[string]backends.TaskState{
+		sb.PodSandboxId: {State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 1},
+		cr.ContainerId:  {State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 4, ExitedAt: time.Now()},
+	}
+	rt.mu.Unlock()
+	g.r.reconcile(ctx, g.r.pending.has)
+	cs, _ = g.r.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: cr.ContainerId})
+	if cs.Status.State != runtime.ContainerState_CONTAINER_EXITED || cs.Status.ExitCode != 4 || g.r.pending.len() != 0 {
+		t.Fatalf("after the runtime answered: %s code %d, %d pending", cs.Status.State, cs.Status.ExitCode, g.r.pending.len())
+	}
+}
+
+// An unreadable record never makes the start-up sweep remove what it named;
+// a records dir that can't be read stops the sweep altogether.
+func TestRecoverQuarantineIsNotSwept(t *testing.T) {
+	root := t.TempDir()
+	f := newFixture(t, root)
+	ctx := context.Background()
+	sb, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg("q")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := filepath.Join(root, "sandboxes", sb.PodSandboxId+".json")
+	if err := os.WriteFile(rec, []byte(`{"id": "`), 0o600); err != nil { // torn
+		t.Fatal(err)
+	}
+	g := newFixture(t, root)
+	sw := &fakeSweeper{}
+	g.r.drivers["sweeper"] = sw
+	if err := g.r.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !sw.called || !sw.known(sb.PodSandboxId) {
+		t.Fatalf("the sweep was not told the quarantined ID is known (called %v)", sw.called)
+	}
+	if _, err := os.Stat(filepath.Join(root, "quarantine")); err != nil {
+		t.Fatalf("no quarantine: %v", err)
+	}
+	// No records dir to read: no sweep at all.
+	h := newFixture(t, root)
+	sw2 := &fakeSweeper{}
+	h.r.drivers["sweeper"] = sw2
+	_ = os.RemoveAll(filepath.Join(root, "containers"))
+	_ = os.WriteFile(filepath.Join(root, "containers"), nil, 0o600)
+	if err := h.r.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sw2.called {
+		t.Fatal("swept although the records could not all be read")
+	}
+}
+
+// fakeSweeper is a driver whose Sweep records what it was told is known.
+type fakeSweeper struct {
+	fakeDriver
+	called bool
+	known  func(string) bool
+}
+
+func (s *fakeSweeper) Sweep(ctx context.Context, known func(string) bool) ([]string, error) {
+	s.called = true
+	s.known = known
+	return nil, nil
+}
+
+// One operation at a time per pod: a stop waits for a start that is under
+// way (and then stops what it started); a container can't be created in a
+// pod that a removal is taking away; a late save never brings a removed
+// pod's record back.
+func TestPerPodSerialisation(t *testing.T) {
+	ctx := context.Background()
+	t.Run("StopContainer waits for StartContainer", func(t *testing.T) {
+		f := newFixture(t, t.TempDir())
+		sb, _ := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg("s")})
+		cr, err := f.r.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: sb.PodSandboxId,
+			Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "a"}, Image: &runtime.ImageSpec{Image: "busybox"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := f.drv.Runtime("runc").(*fakeRuntime)
+		gate := make(chan struct{})
+		rt.gates = map[string]chan struct{}{"StartContainer": gate}
+		rt.entered = make(chan string, 1)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); _, _ = f.r.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: cr.ContainerId}) }()
+		<-rt.entered
+		go func() {
+			defer wg.Done()
+			_, _ = f.r.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: cr.ContainerId, Timeout: 1})
+		}()
+		time.Sleep(100 * time.Millisecond)
+		close(gate)
+		wg.Wait()
+		calls := rt.Calls()
+		if len(calls) < 2 || calls[len(calls)-2] != "StartContainer "+cr.ContainerId || calls[len(calls)-1] != "StopContainer "+cr.ContainerId+" 1s" {
+			t.Fatalf("calls %v: the stop did not wait for the start and stop what it started", calls)
+		}
+	})
+	t.Run("CreateContainer against RemovePodSandbox", func(t *testing.T) {
+		f := newFixture(t, t.TempDir())
+		sb, _ := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg("r")})
+		rt := f.drv.Runtime("runc").(*fakeRuntime)
+		gate := make(chan struct{})
+		rt.gates = map[string]chan struct{}{"CreateContainer": gate}
+		rt.entered = make(chan string, 1)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		var createErr error
+		go func() {
+			defer wg.Done()
+			_, createErr = f.r.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: sb.PodSandboxId,
+				Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "a"}, Image: &runtime.ImageSpec{Image: "busybox"}}})
+		}()
+		<-rt.entered
+		go func() {
+			defer wg.Done()
+			_, _ = f.r.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.PodSandboxId})
+		}()
+		time.Sleep(100 * time.Millisecond)
+		close(gate)
+		wg.Wait()
+		if createErr != nil {
+			t.Fatalf("the create that came first failed: %v", createErr)
+		}
+		if n := len(f.r.containers.List()); n != 0 {
+			t.Fatalf("%d containers left for a removed pod", n)
+		}
+		if l := f.r.ckpt.Load(); len(l.Containers)+len(l.Sandboxes) != 0 {
+			t.Fatalf("records left: %d sandboxes, %d containers", len(l.Sandboxes), len(l.Containers))
+		}
+		if n := f.r.locks.size(); n != 0 {
+			t.Fatalf("%d locks left", n)
+		}
+	})
+	t.Run("StopPodSandbox against RemovePodSandbox", func(t *testing.T) {
+		f := newFixture(t, t.TempDir())
+		sb, _ := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg("x")})
+		rt := f.drv.Runtime("runc").(*fakeRuntime)
+		gate := make(chan struct{})
+		rt.gates = map[string]chan struct{}{"StopSandbox": gate}
+		rt.entered = make(chan string, 4)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, _ = f.r.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: sb.PodSandboxId})
+		}()
+		<-rt.entered
+		go func() {
+			defer wg.Done()
+			_, _ = f.r.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.PodSandboxId})
+		}()
+		time.Sleep(100 * time.Millisecond)
+		close(gate)
+		wg.Wait()
+		if l := f.r.ckpt.Load(); len(l.Sandboxes) != 0 {
+			t.Fatalf("a removed pod's record came back")
+		}
+	})
+}
