@@ -176,7 +176,10 @@ func TestPerPodSerialisation(t *testing.T) {
 		rt.entered = make(chan string, 1)
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); _, _ = f.r.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: cr.ContainerId}) }()
+		go func() {
+			defer wg.Done()
+			_, _ = f.r.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: cr.ContainerId})
+		}()
 		<-rt.entered
 		go func() {
 			defer wg.Done()
