@@ -48,6 +48,7 @@ type Config struct {
 	Containerd Containerd         `mapstructure:"containerd"`
 	CNI        CNI                `mapstructure:"cni"`
 	Streaming  Streaming          `mapstructure:"streaming"`
+	Debug      Debug              `mapstructure:"debug"`
 	Handlers   map[string]Handler `mapstructure:"handlers"`
 }
 
@@ -79,6 +80,14 @@ type Streaming struct {
 	// AllowInsecureRemote lets Address be other than loopback without TLS:
 	// exec, attach and port-forward then travel the network in plain text.
 	AllowInsecureRemote bool `mapstructure:"allow_insecure_remote"`
+}
+
+// Debug configures the profiling endpoint.
+type Debug struct {
+	// Address is host:port of a net/http/pprof server; "" = off. It must
+	// be a loopback address unless AllowRemote is set.
+	Address     string `mapstructure:"address"`
+	AllowRemote bool   `mapstructure:"allow_remote"`
 }
 
 // Handler is one runtime handler (a RuntimeClass handler name) and how to run it.
@@ -163,6 +172,8 @@ func Defaults() map[string]any {
 		"streaming.tls_cert_file":         "",
 		"streaming.tls_key_file":          "",
 		"streaming.allow_insecure_remote": false,
+		"debug.address":                   "",
+		"debug.allow_remote":              false,
 	}
 }
 
@@ -391,6 +402,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("cgroup_driver: %q is not one of cgroupfs, systemd", c.CgroupDriver))
 	}
 	errs = append(errs, c.Streaming.validate()...)
+	if a := c.Debug.Address; a != "" {
+		if host, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("debug.address: %q is not host:port: %v", a, err))
+		} else if !isLoopback(host) && !c.Debug.AllowRemote {
+			errs = append(errs, fmt.Errorf("debug.address: %q is not a loopback address: profiles show crimux's memory; set debug.allow_remote = true to serve them there", a))
+		}
+	}
 	names := c.HandlerNames()
 	for _, name := range names {
 		h := c.Handlers[name]
@@ -455,15 +473,20 @@ func (s Streaming) validate() []error {
 			errs = append(errs, fmt.Errorf("%s: %v", f.key, err))
 		}
 	}
-	loopback := host == "localhost"
-	if ip, err := netip.ParseAddr(host); err == nil {
-		loopback = ip.IsLoopback()
-	}
-	if !loopback && s.TLSCertFile == "" && !s.AllowInsecureRemote {
+	if !isLoopback(host) && s.TLSCertFile == "" && !s.AllowInsecureRemote {
 		errs = append(errs, fmt.Errorf("streaming.address: %q is not a loopback address: exec, attach and port-forward would reach the network in plain text; "+
 			"set streaming.tls_cert_file and streaming.tls_key_file, or streaming.allow_insecure_remote = true", s.Address))
 	}
 	return errs
+}
+
+// isLoopback: host is "localhost" or a loopback IP.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // checkRunsc runs `runsc --version` to see that the binary works here.

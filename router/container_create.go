@@ -11,6 +11,7 @@ import (
 
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/image"
+	"github.com/crimux/crimux/internal/fault"
 	"github.com/crimux/crimux/sandbox"
 )
 
@@ -70,6 +71,7 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 	if err != nil {
 		return nil, fmt.Errorf("create container %q in pod %s: %w", name, sb.ID, err)
 	}
+	fault.Point("create-container/after-create")
 	c := sandbox.NewContainer(sandbox.ContainerMetadata{
 		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
 		ImageRef: img.ID, ImageName: imgName, LogPath: logPath, CreatedAt: time.Now().UnixNano(),

@@ -8,6 +8,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/internal/fault"
 	"github.com/crimux/crimux/sandbox"
 )
 
@@ -45,6 +46,9 @@ func (r *Router) StartContainer(ctx context.Context, req *runtime.StartContainer
 	// containerd timestamps, can't come before it.
 	startedAt := time.Now().UnixNano()
 	ts, err := r.runtimeOf(sb).StartContainer(ctx, c.ID)
+	if err == nil {
+		fault.Point("start-container/after-start")
+	}
 	if err != nil {
 		_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
 			s.Starting = false

@@ -8,6 +8,7 @@ import (
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crimux/crimux/internal/fault"
 	"github.com/crimux/crimux/sandbox"
 )
 
@@ -32,12 +33,14 @@ func (r *Router) RemovePodSandbox(ctx context.Context, req *runtime.RemovePodSan
 			return nil, fmt.Errorf("remove container %s of pod %s: %w", c.ID, sb.ID, err)
 		}
 	}
+	fault.Point("remove-sandbox/after-containers")
 	if err := r.stopSandbox(ctx, sb); err != nil {
 		return nil, err
 	}
 	if err := rt.RemoveSandbox(ctx, sb.ID); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
+	fault.Point("remove-sandbox/after-runtime")
 	if err := os.RemoveAll(r.podDir(sb.ID)); err != nil {
 		return nil, fmt.Errorf("remove pod dir: %w", err)
 	}

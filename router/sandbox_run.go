@@ -14,6 +14,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/cni"
+	"github.com/crimux/crimux/internal/fault"
 	"github.com/crimux/crimux/sandbox"
 )
 
@@ -142,6 +143,7 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 			}
 		}
 		md.NetNSPath = p
+		fault.Point("run-sandbox/after-netns")
 		undo.add(func(context.Context) {
 			if err := sandbox.RemoveNetNS(p); err != nil {
 				r.log.Error("roll back netns", "id", id, "error", err)
@@ -159,6 +161,7 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 		})
 		st.IPs = ips
 		st.NetworkReady = true
+		fault.Point("run-sandbox/after-cni")
 	}
 	if err := writeEtcFiles(dir, cfg, st.IPs, hostNet); err != nil {
 		return nil, err
@@ -182,6 +185,7 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 		s.Pid = ts.Pid
 		return s, nil
 	})
+	fault.Point("run-sandbox/after-pause")
 	if err := r.ckpt.SaveSandbox(sb); err != nil {
 		return nil, err
 	}

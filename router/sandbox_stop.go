@@ -7,6 +7,7 @@ import (
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crimux/crimux/internal/fault"
 	"github.com/crimux/crimux/sandbox"
 )
 
@@ -48,9 +49,11 @@ func (r *Router) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 			return fmt.Errorf("stop container %s of pod %s: %w", c.ID, sb.ID, err)
 		}
 	}
+	fault.Point("stop-sandbox/after-containers")
 	if err := rt.StopSandbox(ctx, sb.ID); err != nil {
 		return fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
 	}
+	fault.Point("stop-sandbox/after-pause")
 	if err := sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
 		s.State = runtime.PodSandboxState_SANDBOX_NOTREADY
 		s.Pid = 0
@@ -63,6 +66,7 @@ func (r *Router) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 			r.saveSandbox(sb)
 			return fmt.Errorf("tear down network of pod %s: %w", sb.ID, err)
 		}
+		fault.Point("stop-sandbox/after-cni")
 		_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
 			s.NetworkReady = false
 			return s, nil

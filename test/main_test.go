@@ -47,6 +47,10 @@ func TestMain(m *testing.M) {
 	if code != 0 {
 		fmt.Fprintln(os.Stderr, env.Logs())
 	}
+	if races := env.RaceReports(); len(races) > 0 {
+		fmt.Fprintf(os.Stderr, "the race detector reported %d data races in crimux:\n%s\n", len(races), strings.Join(races, "==================\n"))
+		code = 1
+	}
 	env.Stop()
 	os.Exit(code)
 }

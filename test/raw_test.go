@@ -11,7 +11,9 @@ import (
 // rawClient is a plain gRPC client, for requests the kubelet's client won't send (nil configs).
 func rawClient(t *testing.T) runtime.RuntimeServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient("unix://"+env.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// 16 MiB messages, as the kubelet's CRI client takes them.
+	conn, err := grpc.NewClient("unix://"+env.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
 	if err != nil {
 		t.Fatal(err)
 	}

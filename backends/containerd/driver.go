@@ -21,6 +21,10 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/conf"
@@ -78,6 +82,9 @@ type Driver struct {
 	cgroups  nodeCgroups
 	lsm      hostLSM
 
+	// exits are recent exits seen as events (see watchEvents).
+	exits exitCache
+
 	aaMu     sync.Mutex // guards aaLoaded
 	aaLoaded bool       // crimux's default AppArmor profile is loaded
 
@@ -101,7 +108,14 @@ func New(o Options) (*Driver, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
-	c, err := client.New(o.Address, client.WithDefaultNamespace(o.Namespace), client.WithTimeout(o.Timeout))
+	// Reconnect within a second once containerd is back (gRPC's default
+	// backoff grows to the client timeout): exits and events are waited for.
+	reconnect := grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		MinConnectTimeout: o.Timeout,
+	})
+	c, err := client.New(o.Address, client.WithDefaultNamespace(o.Namespace), client.WithTimeout(o.Timeout),
+		client.WithExtraDialOpts([]grpc.DialOption{reconnect}))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %q: %w", o.Address, err)
 	}
@@ -175,7 +189,7 @@ func (d *Driver) Ready(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("containerd at %q is not serving", d.opts.Address)
 	}
-	d.watchOnce.Do(func() { go d.watchOOM(d.watchCtx) })
+	d.watchOnce.Do(func() { go d.watchEvents(d.watchCtx) })
 	return nil
 }
 
@@ -221,7 +235,7 @@ func mapErr(err error) error {
 }
 
 func isNotFound(err error) bool {
-	return errdefs.IsNotFound(err) || errors.Is(err, backends.ErrNotFound)
+	return errdefs.IsNotFound(err) || errors.Is(err, backends.ErrNotFound) || status.Code(err) == codes.NotFound
 }
 
 var _ backends.Sweeper = (*Driver)(nil)

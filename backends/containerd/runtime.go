@@ -25,6 +25,7 @@ import (
 
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/conf"
+	"github.com/crimux/crimux/internal/fault"
 )
 
 // Runtime is one handler of the containerd driver.
@@ -216,23 +217,41 @@ func (d *Driver) rewait(p *proc) backends.TaskState {
 			return backends.TaskState{State: runtime.ContainerState_CONTAINER_UNKNOWN}
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, 10*time.Second)
+		wait = min(2*wait, 5*time.Second)
 		ch, err := p.task.Wait(d.ctx(d.watchCtx))
+		if isNotFound(err) {
+			return d.lostTask(p.id)
+		}
 		if err != nil {
-			if isNotFound(err) {
-				return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, Reason: "Unknown", ExitedAt: time.Now()}
-			}
 			d.log.Debug("containerd away; waiting for the task again", "id", p.id, "error", err)
 			continue
 		}
 		d.log.Info("watching the task again after containerd came back", "id", p.id)
 		st := <-ch
 		code, at, err := st.Result()
+		if isNotFound(err) {
+			return d.lostTask(p.id)
+		}
 		if err != nil {
+			d.log.Debug("wait for the task again", "id", p.id, "error", err)
 			continue
 		}
 		return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(code), ExitedAt: at}
 	}
+}
+
+// lostTask is the exit of a task containerd no longer has: a containerd
+// that restarted deletes tasks whose process exited meanwhile, and the exit
+// code then only comes as an event the task's shim forwards once
+// containerd is back (within seconds; the shim retries for about 15). It
+// is exit code 255, reason Unknown, when none comes.
+func (d *Driver) lostTask(id string) backends.TaskState {
+	if e, ok := d.exits.get(d.watchCtx, id, 30*time.Second); ok {
+		d.log.Info("a task that exited while containerd was away: its exit came as an event", "id", id, "code", e.code)
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(e.code), ExitedAt: e.at}
+	}
+	d.log.Warn("a task containerd lost, with no exit status: reported as exit code 255, reason Unknown", "id", id)
+	return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, Reason: "Unknown", ExitedAt: time.Now()}
 }
 
 // RunSandbox implements backends.Runtime.
@@ -304,6 +323,7 @@ func (d *Driver) startTask(ctx context.Context, cont client.Container, id string
 	if err != nil {
 		return nil, mapErr(err)
 	}
+	fault.Point("task/after-create")
 	ok := false
 	defer func() {
 		if !ok {
@@ -806,6 +826,9 @@ func (r *Runtime) reapExited(ctx context.Context, id string, st backends.TaskSta
 	return nil
 }
 
+// deleteTaskOnly deletes the task of a container that does not run (exited,
+// or created and never started: such a task is killed first, as containerd
+// requires), keeping the container.
 func (r *Runtime) deleteTaskOnly(ctx context.Context, id string) error {
 	ctx = r.d.ctx(ctx)
 	cont, err := r.d.client.LoadContainer(ctx, id)
@@ -816,7 +839,15 @@ func (r *Runtime) deleteTaskOnly(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = task.Delete(ctx)
+	st, err := task.Status(ctx)
+	if err != nil {
+		return err
+	}
+	var opts []client.ProcessDeleteOpts
+	if st.Status == client.Created {
+		opts = append(opts, client.WithProcessKill)
+	}
+	_, err = task.Delete(ctx, opts...)
 	return err
 }
 

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -198,6 +199,17 @@ func serve(args []string) error {
 	}()
 	defer hs.Close()
 
+	if cfg.Debug.Address != "" {
+		dln, err := net.Listen("tcp", cfg.Debug.Address)
+		if err != nil {
+			return fmt.Errorf("debug.address %q: %w", cfg.Debug.Address, err)
+		}
+		ds := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 30 * time.Second}
+		go func() { _ = ds.Serve(dln) }()
+		defer ds.Close()
+		log.Info("profiling endpoint", "address", dln.Addr().String())
+	}
+
 	ln, err := net.Listen("unix", cfg.Socket)
 	if err != nil {
 		return fmt.Errorf("listen on socket %q: %w", cfg.Socket, err)
@@ -228,6 +240,17 @@ func serve(args []string) error {
 	case err := <-errc:
 		return fmt.Errorf("grpc server: %w", err)
 	}
+}
+
+// pprofMux serves net/http/pprof's profiles under /debug/pprof/.
+func pprofMux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return m
 }
 
 // lateListener forwards to the router once it exists (the driver is built first).

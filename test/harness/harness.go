@@ -56,6 +56,10 @@ type Env struct {
 	CrimuxBin string
 	Runtime   internalapi.RuntimeService
 	Image     internalapi.ImageManagerService
+	// FaultControl is the control dir of the "cnifault" handler's plugin.
+	FaultControl string
+	// DebugAddr is crimux's profiling endpoint (host:port).
+	DebugAddr string
 
 	ctrd    *exec.Cmd
 	ctrdBin string
@@ -113,14 +117,26 @@ func Start(o Options) (_ *Env, retErr error) {
 	e.BinDir = bin
 	// Build crimux and the pause program.
 	e.CrimuxBin = filepath.Join(e.Dir, "crimux")
-	// As the Makefile builds it: the commit from git describe.
+	// As the Makefile builds it (the commit from git describe), with the
+	// fault points tests trigger (internal/fault), and with the race
+	// detector when CRIMUX_TEST_RACE=1.
 	commit, _ := run(o.RepoRoot, nil, "git", "describe", "--tags", "--always", "--dirty")
 	ldflags := "-X github.com/crimux/crimux/router.Commit=" + strings.TrimSpace(string(commit))
-	if out, err := run(o.RepoRoot, nil, "go", "build", "-ldflags", ldflags, "-o", e.CrimuxBin, "./cmd/crimux"); err != nil {
+	args := []string{"build", "-tags", "crimux_fault", "-ldflags", ldflags, "-o", e.CrimuxBin}
+	if Race() {
+		args = append(args, "-race")
+	}
+	if out, err := run(o.RepoRoot, nil, "go", append(args, "./cmd/crimux")...); err != nil {
 		return nil, fmt.Errorf("build crimux: %v\n%s", err, out)
 	}
 	if out, err := run(o.RepoRoot, []string{"CGO_ENABLED=0"}, "go", "build", "-ldflags", "-s -w", "-o", filepath.Join(e.Dir, "crimux-pause"), "./cmd/crimux-pause"); err != nil {
 		return nil, fmt.Errorf("build crimux-pause: %v\n%s", err, out)
+	}
+	// A CNI plugin that fails or hangs on demand, for the "cnifault" handler.
+	e.FaultControl = filepath.Join(e.Dir, "cni-fault")
+	_ = os.MkdirAll(e.FaultControl, 0o755)
+	if out, err := run(o.RepoRoot, []string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(e.Dir, "cni-bin", "crimux-cni-fault"), "./test/cmd/crimux-cni-fault"); err != nil {
+		return nil, fmt.Errorf("build crimux-cni-fault: %v\n%s", err, out)
 	}
 	if err := e.startContainerd(bin); err != nil {
 		return nil, err
@@ -153,6 +169,17 @@ func Start(o Options) (_ *Env, retErr error) {
 	if err := os.WriteFile(filepath.Join(netDir, "10-test.conflist"), []byte(conflist), 0o644); err != nil {
 		return nil, err
 	}
+	// The same network with the fault plugin last in the chain.
+	faultDir := filepath.Join(e.Dir, "net-fault.d")
+	_ = os.MkdirAll(faultDir, 0o755)
+	faulty := strings.Replace(conflist, `{"type": "portmap", "capabilities": {"portMappings": true}}`,
+		fmt.Sprintf(`{"type": "portmap", "capabilities": {"portMappings": true}}, {"type": "crimux-cni-fault", "control": %q}`, e.FaultControl), 1)
+	if err := os.WriteFile(filepath.Join(faultDir, "10-fault.conflist"), []byte(faulty), 0o644); err != nil {
+		return nil, err
+	}
+	if e.DebugAddr, err = freeLoopback(); err != nil {
+		return nil, err
+	}
 	e.Socket = filepath.Join(e.Dir, "crimux.sock")
 	e.Config = filepath.Join(e.Dir, "crimux.toml")
 	cfg := fmt.Sprintf(`socket = %q
@@ -166,8 +193,12 @@ address = %q
 namespace = "crimux-test"
 [cni]
 conf_dir = %q
+bin_dirs = ["/opt/cni/bin", "/usr/lib/cni", %q]
+timeout = "10s"
+[debug]
+address = %q
 `, e.Socket, filepath.Join(e.Dir, "root"), filepath.Join(e.Dir, "state"), logLevel(o.LogLevel), filepath.Join(e.Dir, "certs.d"),
-		filepath.Join(e.Dir, "crimux-pause"), e.CtrdSock, netDir)
+		filepath.Join(e.Dir, "crimux-pause"), e.CtrdSock, netDir, filepath.Join(e.Dir, "cni-bin"), e.DebugAddr)
 	cfg += `[handlers.runc]
 runtime_path = "runc"
 [handlers.gvisor]
@@ -176,12 +207,17 @@ runtime_type = "io.containerd.runsc.v1"
 platform = "systrap"
 net-raw = "true"
 oci-seccomp = "true"
+# A runc handler whose pods' network has a plugin that fails on demand.
+[handlers.cnifault]
+runtime_path = "runc"
+cni_conf_dir = %q
 # A handler whose runsc can't start a sandbox, for failure tests.
 [handlers.gvisor-broken]
 runtime_type = "io.containerd.runsc.v1"
 [handlers.gvisor-broken.runsc_config]
 platform = "no-such-platform"
 `
+	cfg = strings.Replace(cfg, "cni_conf_dir = %q", fmt.Sprintf("cni_conf_dir = %q", faultDir), 1)
 	cfg += o.ExtraConfig
 	if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -222,6 +258,9 @@ func (e *Env) startContainerd(bin string) error {
 	dir := filepath.Join(e.Dir, "containerd")
 	_ = os.MkdirAll(dir, 0o755)
 	e.CtrdSock = filepath.Join(dir, "containerd.sock")
+	// A restart after a kill finds the old sockets.
+	_ = os.Remove(e.CtrdSock)
+	_ = os.Remove(e.CtrdSock + ".ttrpc")
 	cfg := fmt.Sprintf(`version = 3
 root = %q
 state = %q
@@ -236,7 +275,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 		return err
 	}
 	logPath := filepath.Join(e.Dir, "containerd.log")
-	lf, err := os.Create(logPath)
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -270,7 +309,11 @@ func waitSocket(p string, d time.Duration) error {
 }
 
 // StartCrimux starts `crimux serve` and connects the CRI clients.
-func (e *Env) StartCrimux() error {
+func (e *Env) StartCrimux() error { return e.StartCrimuxEnv() }
+
+// StartCrimuxEnv starts crimux with more environment variables (a fault
+// point: CRIMUX_TEST_FAULT=name).
+func (e *Env) StartCrimuxEnv(extra ...string) error {
 	logPath := filepath.Join(e.Dir, "crimux.log")
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -278,6 +321,7 @@ func (e *Env) StartCrimux() error {
 	}
 	_ = os.Remove(e.Socket)
 	cmd := exec.Command(e.CrimuxBin, "serve", "--config", e.Config)
+	cmd.Env = append(os.Environ(), extra...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // no Pdeathsig: see startContainerd
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,25 @@
+//go:build crimux_fault
+
+// Package fault lets a test build of crimux die at a named point: built
+// with -tags crimux_fault, Point(name) kills the process with SIGKILL when
+// CRIMUX_TEST_FAULT names that point, as a crash or an OOM kill would. In
+// other builds Point does nothing and costs nothing.
+package fault
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// Enabled reports whether this build can trigger fault points.
+const Enabled = true
+
+// Point kills the process if CRIMUX_TEST_FAULT is name.
+func Point(name string) {
+	if os.Getenv("CRIMUX_TEST_FAULT") == name {
+		fmt.Fprintf(os.Stderr, "crimux: fault point %s: killing myself\n", name)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+}
