@@ -327,7 +327,14 @@ func TestContainerdRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := waitExited(t, exiter)
-	if st.ExitCode != 7 {
+	switch {
+	case st.ExitCode == 7:
+	case isGvisor() && st.ExitCode == 255 && st.Reason == "Unknown":
+		// gVisor's shim does not forward the exit again once containerd is
+		// back, and containerd deleted the task: the code is lost in
+		// containerd itself (README, Reliability).
+		t.Logf("gVisor: the exit during the outage is reported as 255, reason Unknown")
+	default:
 		t.Errorf("exit during the outage: code %d reason %q, want 7", st.ExitCode, st.Reason)
 	}
 	if st := containerState(t, sleeper); st.State != runtime.ContainerState_CONTAINER_RUNNING {
@@ -610,12 +617,21 @@ func TestExecSyncBounded(t *testing.T) {
 	cid := startContainer(t, id, pod, ctrConfig("c", "sleep", "3600"))
 	execDir := filepath.Join(env.Dir, "state", "io", "exec")
 	beforeDirs, _ := os.ReadDir(execDir)
+	// The call returns (a hang fails the test by its timeout): with the
+	// output, or, where the shim itself waits for the output to close before
+	// it reports the exit (gVisor's, about a minute), at the request's timeout.
 	start := time.Now()
-	resp, err := rawExecSync(t, cid, []string{"sh", "-c", "sleep 600 & echo started"}, 60)
-	if err != nil || string(resp.GetStdout()) != "started\n" || resp.ExitCode != 0 {
-		t.Fatalf("exec that leaves a child: %v %v", resp, err)
+	resp, err := rawExecSync(t, cid, []string{"sh", "-c", "sleep 600 & echo started"}, 20)
+	switch {
+	case err == nil:
+		if string(resp.GetStdout()) != "started\n" || resp.ExitCode != 0 {
+			t.Fatalf("exec that leaves a child: %v", resp)
+		}
+	case status.Code(err) == codes.DeadlineExceeded && isGvisor():
+	default:
+		t.Fatalf("exec that leaves a child: %v", err)
 	}
-	t.Logf("an exec whose child holds stdout returned in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("an exec whose child holds stdout returned in %s (%v)", time.Since(start).Round(time.Millisecond), err)
 	eventually(t, 10*time.Second, "exec fifos removed", func() error {
 		if ents, _ := os.ReadDir(execDir); len(ents) > len(beforeDirs) {
 			return fmt.Errorf("%d exec fifo dirs, %d before", len(ents), len(beforeDirs))

@@ -280,7 +280,11 @@ func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]strin
 		if o.kind == kindSandbox {
 			remove = rt.RemoveSandbox
 		}
-		if err := remove(ctx, o.id); err != nil {
+		// Bounded: a sweep must never hold crimux's start for good.
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := remove(rctx, o.id)
+		cancel()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("remove %s %s: %w", o.kind, o.id, err))
 			continue
 		}

@@ -180,14 +180,13 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", id, mapErr(err))
 	}
-	defer func() {
-		dctx, cancel := r.d.cleanupCtx()
-		defer cancel()
-		if _, err := process.Delete(dctx, client.WithProcessKill); err != nil && !isNotFound(err) {
-			r.d.log.Warn("delete exec process", "id", id, "exec", execID, "error", err)
-		}
-	}()
-	ch, err := process.Wait(r.d.ctx(context.Background()))
+	// The exec'd process is killed (when it still runs), waited for and
+	// deleted after the call returns, in the background: a shim may take its
+	// time (gVisor's waits for the exec's output to close), and the caller's
+	// timeout is honoured whatever it does.
+	var ch <-chan client.ExitStatus
+	defer func() { go r.reapExec(process, ch, id, execID) }()
+	ch, err = process.Wait(r.d.ctx(context.Background()))
 	if err != nil {
 		return 0, mapErr(err)
 	}
@@ -205,10 +204,12 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 		}()
 	}
 	var timer <-chan time.Time
+	deadline := time.Now().Add(execDrainTimeout)
 	if timeout > 0 {
 		t := time.NewTimer(timeout)
 		defer t.Stop()
 		timer = t.C
+		deadline = time.Now().Add(timeout)
 	}
 	select {
 	case st := <-ch:
@@ -221,7 +222,7 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 		if pio := process.IO(); pio != nil && !tty && stdin == nil {
 			drained := make(chan struct{})
 			go func() { pio.Wait(); close(drained) }()
-			drain := time.NewTimer(execDrainTimeout)
+			drain := time.NewTimer(min(execDrainTimeout, max(time.Until(deadline), 0)))
 			defer drain.Stop()
 			select {
 			case <-drained:
@@ -240,23 +241,34 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 		}
 		return int32(code), nil
 	case <-timer:
-		r.killExec(process, ch)
 		return 0, fmt.Errorf("%w: command %q timed out after %s", errDeadline, cmd, timeout)
 	case <-ctx.Done():
-		r.killExec(process, ch)
 		return 0, ctx.Err()
 	}
 }
 
-// killExec kills an exec'd process and waits, for a bounded time (containerd
-// may be away), for its exit.
-func (r *Runtime) killExec(process client.Process, ch <-chan client.ExitStatus) {
+// reapExec kills an exec'd process that may still run, waits (bounded) for
+// its exit, and deletes it with its fifos.
+func (r *Runtime) reapExec(process client.Process, ch <-chan client.ExitStatus, id, execID string) {
 	ctx, cancel := r.d.cleanupCtx()
 	defer cancel()
-	_ = process.Kill(ctx, syscall.SIGKILL)
-	select {
-	case <-ch:
-	case <-ctx.Done():
+	if ch != nil {
+		select {
+		case <-ch:
+		default:
+			_ = process.Kill(ctx, syscall.SIGKILL)
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			}
+		}
+	}
+	if pio := process.IO(); pio != nil {
+		pio.Cancel()
+		_ = pio.Close()
+	}
+	if _, err := process.Delete(ctx); err != nil && !isNotFound(err) {
+		r.d.log.Warn("delete exec process", "id", id, "exec", execID, "error", err)
 	}
 }
 

@@ -16,9 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
 	"github.com/moby/sys/signal"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -309,7 +311,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 			}
 		}
 	}()
-	p, err := r.d.startTask(ctx, cont, sb.ID, cio.NullIO, nil)
+	p, err := r.d.startTask(ctx, cont, sb.ID, cio.NullIO, nil, nil)
 	if err != nil {
 		return backends.TaskState{}, fmt.Errorf("start pause container with %s: %w", r.h.RuntimeType, err)
 	}
@@ -318,8 +320,18 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 
 // startTask creates and starts cont's task and watches it. On failure it
 // leaves no task behind.
-func (d *Driver) startTask(ctx context.Context, cont client.Container, id string, ioc cio.Creator, cio *containerIO) (*proc, error) {
+// A task created before a crash and never started is taken over (attach
+// re-opens its fifos) and started, so a start retried after a restart works.
+func (d *Driver) startTask(ctx context.Context, cont client.Container, id string, ioc cio.Creator, cio *containerIO, attach cio.Attach) (*proc, error) {
 	task, err := cont.NewTask(ctx, ioc)
+	if errdefs.IsAlreadyExists(err) && attach != nil {
+		if t, terr := cont.Task(ctx, attach); terr == nil {
+			if st, serr := t.Status(ctx); serr == nil && st.Status == client.Created {
+				d.log.Info("starting a task created before a restart", "id", id)
+				task, err = t, nil
+			}
+		}
+	}
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -329,7 +341,7 @@ func (d *Driver) startTask(ctx context.Context, cont client.Container, id string
 		if !ok {
 			cctx, cancel := d.cleanupCtx()
 			defer cancel()
-			if _, err := task.Delete(cctx, client.WithProcessKill); err != nil && !isNotFound(err) {
+			if err := d.deleteTask(cctx, task); err != nil && !isNotFound(err) {
 				d.log.Warn("roll back task", "id", id, "error", err)
 			}
 		}
@@ -398,7 +410,7 @@ func (r *Runtime) stop(ctx context.Context, id string, sig syscall.Signal, timeo
 	}
 	ctx = r.d.ctx(ctx)
 	if timeout > 0 && sig != syscall.SIGKILL {
-		if err := p.task.Kill(ctx, sig); err != nil && !isNotFound(err) {
+		if err := p.killed(p.task.Kill(ctx, sig)); err != nil {
 			return fmt.Errorf("signal %s: %w", id, mapErr(err))
 		}
 		t := time.NewTimer(timeout)
@@ -411,16 +423,30 @@ func (r *Runtime) stop(ctx context.Context, id string, sig syscall.Signal, timeo
 			return ctx.Err()
 		}
 	}
-	if err := p.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !isNotFound(err) {
-		if !strings.Contains(err.Error(), "process already finished") {
-			return fmt.Errorf("kill %s: %w", id, mapErr(err))
-		}
+	if err := p.killed(p.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll)); err != nil {
+		return fmt.Errorf("kill %s: %w", id, mapErr(err))
 	}
 	select {
 	case <-p.done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("wait for %s to exit: %w", id, ctx.Err())
+	}
+}
+
+// killed filters a kill's error: a process that is gone (not found,
+// finished, or whose task was just deleted under the kill, which containerd
+// reports as its shim connection closing) was killed as far as the caller
+// is concerned, once its exit was handled.
+func (p *proc) killed(err error) error {
+	if err == nil || isNotFound(err) || strings.Contains(err.Error(), "process already finished") {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		return err
 	}
 }
 
@@ -461,6 +487,14 @@ func (r *Runtime) adopt(ctx context.Context, id string) (*proc, error) {
 			return nil, nil
 		}
 		return nil, mapErr(err)
+	}
+	// A task created and never started (a crash between the two) runs
+	// nothing to watch or stop; removing the container deletes it.
+	if st, err := task.Status(ctx); err == nil && st.Status == client.Created {
+		if cio != nil {
+			cio.Close()
+		}
+		return nil, nil
 	}
 	ch, err := task.Wait(r.d.ctx(context.Background()))
 	if err != nil {
@@ -511,7 +545,7 @@ func (r *Runtime) deleteContainer(ctx context.Context, id string) error {
 	}
 	// A task that never started (or a failed one) may still exist.
 	if task, err := cont.Task(ctx, nil); err == nil {
-		if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !isNotFound(err) {
+		if err := r.d.deleteTask(ctx, task); err != nil && !isNotFound(err) {
 			return fmt.Errorf("delete task of %s: %w", id, mapErr(err))
 		}
 	}
@@ -684,7 +718,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskS
 	if labels[labelTTY] == "true" {
 		opts = append(opts, cio.WithTerminal)
 	}
-	p, err := r.d.startTask(ctx, cont, id, cio.NewCreator(opts...), cio_)
+	p, err := r.d.startTask(ctx, cont, id, cio.NewCreator(opts...), cio_, newAttach(cio_, labels[labelTTY] == "true"))
 	if err != nil {
 		cio_.Close()
 		return backends.TaskState{}, fmt.Errorf("start container: %w", err)
@@ -775,33 +809,38 @@ func (r *Runtime) Recover(ctx context.Context, sandboxes []backends.Sandbox, con
 		ids = append(ids, c.ID)
 	}
 	for _, id := range ids {
-		st, err := r.State(ctx, id)
+		// Each bounded: one stuck shim must not hold crimux's start.
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err := r.recoverOne(octx, id)
+		cancel()
 		if err != nil {
 			failed[id] = err
 			continue
 		}
-		switch st.State {
-		case runtime.ContainerState_CONTAINER_RUNNING:
-			if _, err := r.adopt(ctx, id); err != nil {
-				failed[id] = fmt.Errorf("re-attach to task: %w", err)
-				continue
-			}
-		case runtime.ContainerState_CONTAINER_EXITED:
-			if err := r.reapExited(ctx, id, st); err != nil {
-				failed[id] = err
-				continue
-			}
-		case runtime.ContainerState_CONTAINER_CREATED:
-			// A task created and never started (or none): starting the
-			// container again needs none to be there.
-			if err := r.deleteTaskOnly(ctx, id); err != nil && !isNotFound(err) {
-				failed[id] = fmt.Errorf("remove a task that never started: %w", err)
-				continue
-			}
-		}
 		states[id] = st
 	}
 	return states, failed
+}
+
+// recoverOne reconciles one sandbox or container with its task.
+func (r *Runtime) recoverOne(ctx context.Context, id string) (backends.TaskState, error) {
+	st, err := r.State(ctx, id)
+	if err != nil {
+		return st, err
+	}
+	switch st.State {
+	case runtime.ContainerState_CONTAINER_RUNNING:
+		if _, err := r.adopt(ctx, id); err != nil {
+			return st, fmt.Errorf("re-attach to task: %w", err)
+		}
+	case runtime.ContainerState_CONTAINER_EXITED:
+		if err := r.reapExited(ctx, id, st); err != nil {
+			return st, err
+		}
+	}
+	// CREATED: a task created and never started (a crash between the
+	// two) stays; StartContainer takes it over.
+	return st, nil
 }
 
 // reapExited deletes the task of a container that exited while crimux was
@@ -826,6 +865,26 @@ func (r *Runtime) reapExited(ctx context.Context, id string, st backends.TaskSta
 	return nil
 }
 
+// deleteTask deletes a task that no longer runs or never ran. A task that
+// was created and never started is killed and deleted through the task
+// service, without waiting for an exit: gVisor's shim reports none for a
+// sandbox that never started, and the client's kill-and-wait would hang.
+func (d *Driver) deleteTask(ctx context.Context, task client.Task) error {
+	st, err := task.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Status != client.Created {
+		_, err := task.Delete(ctx, client.WithProcessKill)
+		return err
+	}
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, _ = d.client.TaskService().Kill(kctx, &tasksapi.KillRequest{ContainerID: task.ID(), Signal: uint32(syscall.SIGKILL), All: true})
+	cancel()
+	_, err = d.client.TaskService().Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: task.ID()})
+	return err
+}
+
 // deleteTaskOnly deletes the task of a container that does not run (exited,
 // or created and never started: such a task is killed first, as containerd
 // requires), keeping the container.
@@ -839,16 +898,7 @@ func (r *Runtime) deleteTaskOnly(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	st, err := task.Status(ctx)
-	if err != nil {
-		return err
-	}
-	var opts []client.ProcessDeleteOpts
-	if st.Status == client.Created {
-		opts = append(opts, client.WithProcessKill)
-	}
-	_, err = task.Delete(ctx, opts...)
-	return err
+	return r.d.deleteTask(ctx, task)
 }
 
 func randomID() string {
