@@ -302,7 +302,8 @@ func TestOneCrimuxPerSocket(t *testing.T) {
 	// Other socket and dirs, same containerd namespace: it starts (and
 	// sweeps at start), and the first crimux's pod is untouched.
 	p := filepath.Join(env.Dir, "third.toml")
-	cfg := strings.NewReplacer(env.Socket, other+"/third.sock", filepath.Join(env.Dir, "root"), other+"/root3", filepath.Join(env.Dir, "state"), other+"/state3").Replace(string(base))
+	cfg := strings.NewReplacer(env.Socket, other+"/third.sock", filepath.Join(env.Dir, "root"), other+"/root3", filepath.Join(env.Dir, "state"), other+"/state3",
+		env.DebugAddr, "127.0.0.1:0").Replace(string(base))
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
