@@ -111,21 +111,29 @@ func TestCrashAtFaultPoints(t *testing.T) {
 			noLeaks(t, before)
 		})
 	}
-	t.Run("create-container/after-create", func(t *testing.T) {
-		before := snapshot(t)
-		pod := podConfig(t, "crash")
-		id := runPod(t, pod)
-		crashAt(t, "create-container/after-create", func() error {
-			_, err := env.Runtime.CreateContainer(ctx(t), id, sleeper(), pod)
-			return err
+	for _, point := range []string{"create-container/after-volumes", "create-container/after-create"} {
+		t.Run(point, func(t *testing.T) {
+			// With an image volume: its snapshot view and mounts must be swept too.
+			if _, err := env.Image.PullImage(ctx(t), &runtime.ImageSpec{Image: harness.EntrypointEcho}, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshot(t)
+			pod := podConfig(t, "crash")
+			id := runPod(t, pod)
+			withVolume := sleeper()
+			withVolume.Mounts = []*runtime.Mount{{ContainerPath: "/iv", Readonly: true, Image: &runtime.ImageSpec{Image: harness.EntrypointEcho}, ImageSubPath: "bin"}}
+			crashAt(t, point, func() error {
+				_, err := env.Runtime.CreateContainer(ctx(t), id, withVolume, pod)
+				return err
+			})
+			if list, _ := env.Runtime.ListContainers(ctx(t), &runtime.ContainerFilter{PodSandboxId: id}); len(list) != 0 {
+				t.Errorf("a container whose create crashed before its record is listed: %v", list)
+			}
+			startContainer(t, id, pod, sleeper())
+			removeAllPods(t, t.Name())
+			noLeaks(t, before)
 		})
-		if list, _ := env.Runtime.ListContainers(ctx(t), &runtime.ContainerFilter{PodSandboxId: id}); len(list) != 0 {
-			t.Errorf("a container whose create crashed before its record is listed: %v", list)
-		}
-		startContainer(t, id, pod, sleeper())
-		removeAllPods(t, t.Name())
-		noLeaks(t, before)
-	})
+	}
 	t.Run("start-container/after-start", func(t *testing.T) {
 		before := snapshot(t)
 		pod := podConfig(t, "crash")

@@ -617,6 +617,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 		r.cleanupCreate(c.ID)
 		return backends.User{}, err
 	}
+	fault.Point("create-container/after-volumes")
 	specOpts, err := r.containerSpec(c, ic.Config, pid, shm, vols, aa)
 	if err != nil {
 		r.cleanupCreate(c.ID)
