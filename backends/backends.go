@@ -26,6 +26,9 @@ var (
 	ErrPrecondition = errors.New("failed precondition")
 	// ErrDeadline: an operation ran out of its time (an ExecSync timeout).
 	ErrDeadline = errors.New("deadline exceeded")
+	// ErrDefault: an optional ability the runtime has no way of its own
+	// for, this time; the caller does what it does without the ability.
+	ErrDefault = errors.New("no way of its own; do the default")
 )
 
 // Sandbox is what a runtime needs to start a pod sandbox.
@@ -62,9 +65,9 @@ type Container struct {
 
 // User is the identity a container's process runs with.
 type User struct {
-	UID    int64   `json:"uid"`
-	GID    int64   `json:"gid"`
-	Groups []int64 `json:"groups,omitempty"`
+	UID    int64
+	GID    int64
+	Groups []int64
 }
 
 // TaskState is what a runtime knows of a sandbox's or container's process.
@@ -148,8 +151,9 @@ type Runtime interface {
 }
 
 // PortForwarder is an optional ability: a runtime that must forward ports its
-// own way (a sandbox whose network stack is not the host kernel's). Without it
-// the router dials the port inside the pod's network namespace.
+// own way (a sandbox whose network stack is not the host kernel's). Without
+// it, or when it returns ErrDefault, the router dials the port inside the
+// pod's network namespace.
 type PortForwarder interface {
 	PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
 }

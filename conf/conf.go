@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -90,64 +89,33 @@ type Debug struct {
 	AllowRemote bool   `mapstructure:"allow_remote"`
 }
 
-// Handler is one runtime handler (a RuntimeClass handler name) and how to run it.
+// Handler is one runtime handler (a RuntimeClass handler name): the driver
+// that runs it, the CNI config dir of its pods (crimux's network layer) and
+// the driver's own options, which the driver decodes and checks.
 type Handler struct {
-	// Driver is the backend driver; only "containerd" exists today.
+	// Driver is the backend driver's name, one cmd/crimux registered.
 	Driver string `mapstructure:"driver"`
-	// RuntimeType is the containerd shim, e.g. io.containerd.runc.v2.
-	RuntimeType string `mapstructure:"runtime_type"`
-	// RuntimePath is the OCI runtime binary (name in PATH or absolute path).
-	RuntimePath string `mapstructure:"runtime_path"`
-	// RuntimeRoot is the OCI runtime's state root; empty = the shim's default.
-	RuntimeRoot string `mapstructure:"runtime_root"`
-	// SystemdCgroup makes runc use the systemd cgroup driver.
-	SystemdCgroup bool `mapstructure:"systemd_cgroup"`
-	// Snapshotter unpacks images for this handler's containers.
-	Snapshotter string `mapstructure:"snapshotter"`
 	// CNIConfDir overrides cni.conf_dir for this handler's pods.
 	CNIConfDir string `mapstructure:"cni_conf_dir"`
-	// PodAnnotations are pod annotation prefixes passed into the pause container's spec.
-	PodAnnotations []string `mapstructure:"pod_annotations"`
-	// ContainerAnnotations are container annotation prefixes passed into the spec.
-	ContainerAnnotations []string `mapstructure:"container_annotations"`
-	// RunscConfig are runsc flags (without "--") for runtime_type
-	// io.containerd.runsc.v1, e.g. platform = "systrap", net-raw = "true".
-	RunscConfig map[string]string `mapstructure:"runsc_config"`
-	// ShimLogLevel is the gVisor shim's log level (debug, info, warning); "" = its default.
-	ShimLogLevel string `mapstructure:"shim_log_level"`
-	// MemoryLimitCheck is how often crimux samples the memory use of each
-	// container of a gVisor sandbox that has a memory limit of its own, and
-	// OOM-kills one that is over it: gVisor's sentry enforces no per-container
-	// limit. "" = DefaultMemoryLimitCheck; "0s" = off. Only for runsc handlers.
-	MemoryLimitCheck string `mapstructure:"memory_limit_check"`
+	// Options are every other key of the handler's table, the driver's.
+	Options map[string]any `mapstructure:",remain"`
 }
 
-// DefaultMemoryLimitCheck is a runsc handler's memory_limit_check when unset.
-const DefaultMemoryLimitCheck = time.Second
-
-// MemoryCheckInterval is the parsed memory_limit_check of a runsc handler
-// (validated by Validate): 0 means crimux does not enforce container limits.
-func (h Handler) MemoryCheckInterval() time.Duration {
-	if h.RuntimeType != RuntimeRunsc {
-		return 0
-	}
-	if h.MemoryLimitCheck == "" {
-		return DefaultMemoryLimitCheck
-	}
-	d, err := time.ParseDuration(h.MemoryLimitCheck)
-	if err != nil || d < 0 {
-		return DefaultMemoryLimitCheck
-	}
-	return d
+// Driver is what conf knows of a backend driver cmd/crimux registered.
+type Driver struct {
+	// Name is how [handlers.*] driver names it.
+	Name string
+	// Check decodes and checks a handler's options without touching the
+	// machine, and returns them with the driver's defaults filled in. Each
+	// error names its key below the handler ("runtime_path: ...").
+	Check func(handler string, options map[string]any) (map[string]any, []error)
+	// Deferred lists the checks of a handler that only the running driver
+	// makes (binaries it runs, daemons it talks to); config check says so.
+	Deferred func(handler string, options map[string]any) []string
+	// Defaults are the handlers the driver offers when no [handlers.*]
+	// table is configured.
+	Defaults func() map[string]Handler
 }
-
-// Runtime types crimux knows how to configure.
-const (
-	RuntimeRunc  = "io.containerd.runc.v2"
-	RuntimeRunsc = "io.containerd.runsc.v1"
-	// RunscShim is the binary containerd runs for RuntimeRunsc; it must be on containerd's PATH.
-	RunscShim = "containerd-shim-runsc-v1"
-)
 
 // Defaults returns the built-in configuration crimux runs with when no file exists.
 func Defaults() map[string]any {
@@ -174,42 +142,6 @@ func Defaults() map[string]any {
 		"streaming.allow_insecure_remote": false,
 		"debug.address":                   "",
 		"debug.allow_remote":              false,
-	}
-}
-
-// DefaultHandlers is the handler table used when the configuration names none:
-// runc always, and gvisor when runsc and its containerd shim are installed.
-func DefaultHandlers() map[string]Handler {
-	hs := map[string]Handler{"runc": DefaultRuncHandler()}
-	_, errRunsc := exec.LookPath("runsc")
-	_, errShim := exec.LookPath(RunscShim)
-	if errRunsc == nil && errShim == nil {
-		hs["gvisor"] = DefaultGvisorHandler()
-	}
-	return hs
-}
-
-// DefaultGvisorHandler is the built-in gvisor handler: gVisor's shim with runsc
-// on the systrap platform, raw sockets allowed (as runc allows CAP_NET_RAW),
-// and the pod's OCI seccomp profile enforced inside the sandbox too.
-func DefaultGvisorHandler() Handler {
-	return Handler{
-		Driver:           "containerd",
-		RuntimeType:      RuntimeRunsc,
-		RuntimePath:      "runsc",
-		Snapshotter:      "overlayfs",
-		RunscConfig:      map[string]string{"platform": "systrap", "net-raw": "true", "oci-seccomp": "true"},
-		MemoryLimitCheck: DefaultMemoryLimitCheck.String(),
-	}
-}
-
-// DefaultRuncHandler is the built-in runc handler.
-func DefaultRuncHandler() Handler {
-	return Handler{
-		Driver:      "containerd",
-		RuntimeType: RuntimeRunc,
-		RuntimePath: "runc",
-		Snapshotter: "overlayfs",
 	}
 }
 
@@ -243,8 +175,9 @@ var flagKeys = map[string]string{
 }
 
 // Load reads the configuration: defaults, then the file, then CRIMUX_* variables,
-// then flags that were set. It validates the result. fs may be nil.
-func Load(fs *pflag.FlagSet, environ []string) (*Config, error) {
+// then flags that were set. It validates the result, each handler's options
+// by its driver (one of drivers). fs may be nil.
+func Load(fs *pflag.FlagSet, environ []string, drivers ...Driver) (*Config, error) {
 	v := viper.New()
 	for k, val := range Defaults() {
 		v.SetDefault(k, val)
@@ -293,12 +226,16 @@ func Load(fs *pflag.FlagSet, environ []string) (*Config, error) {
 		return nil, fmt.Errorf("config: %s", cleanDecodeError(err))
 	}
 	if len(c.Handlers) == 0 {
-		c.Handlers = DefaultHandlers()
+		c.Handlers = map[string]Handler{}
+		for _, d := range drivers {
+			if d.Defaults != nil {
+				for name, h := range d.Defaults() {
+					c.Handlers[name] = h
+				}
+			}
+		}
 	}
-	for name, h := range c.Handlers {
-		c.Handlers[name] = h.withDefaults()
-	}
-	if err := c.Validate(); err != nil {
+	if err := c.validate(drivers); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -340,32 +277,14 @@ func cleanDecodeError(err error) string {
 	return s
 }
 
-func (h Handler) withDefaults() Handler {
-	if h.Driver == "" {
-		h.Driver = "containerd"
-	}
-	if h.RuntimeType == "" {
-		h.RuntimeType = "io.containerd.runc.v2"
-	}
-	if h.RuntimePath == "" && h.RuntimeType == RuntimeRunc {
-		h.RuntimePath = "runc"
-	}
-	if h.RuntimePath == "" && h.RuntimeType == RuntimeRunsc {
-		h.RuntimePath = "runsc"
-	}
-	if h.Snapshotter == "" {
-		h.Snapshotter = "overlayfs"
-	}
-	return h
-}
-
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // IsDNSLabel reports whether s is an RFC 1123 label, which RuntimeClass handlers must be.
 func IsDNSLabel(s string) bool { return dnsLabel.MatchString(s) }
 
-// Validate checks the configuration; each error names its key.
-func (c *Config) Validate() error {
+// validate checks the configuration, each handler's options by its driver
+// (filling in the driver's defaults); each error names its key.
+func (c *Config) validate(drivers []Driver) error {
 	var errs []error
 	need := func(key, val string) {
 		if val == "" {
@@ -416,35 +335,22 @@ func (c *Config) Validate() error {
 		if !IsDNSLabel(name) {
 			errs = append(errs, fmt.Errorf("%s: handler name %q is not a DNS label (lower-case letters, digits and '-', at most 63)", key, name))
 		}
-		if h.Driver != "containerd" {
-			errs = append(errs, fmt.Errorf("%s.driver: unknown driver %q (known: containerd)", key, h.Driver))
+		if h.Driver == "" && len(drivers) > 0 {
+			h.Driver = drivers[0].Name // the first driver cmd registered is the default
+			c.Handlers[name] = h
 		}
-		if h.RuntimePath != "" {
-			if p, err := exec.LookPath(h.RuntimePath); err != nil {
-				errs = append(errs, fmt.Errorf("%s.runtime_path: runtime binary %q not found: %v", key, h.RuntimePath, errors.Unwrap(err)))
-			} else if h.RuntimeType == RuntimeRunsc {
-				if err := checkRunsc(p); err != nil {
-					errs = append(errs, fmt.Errorf("%s.runtime_path: runsc at %q is unusable: %v", key, p, err))
-				}
-			}
+		d, ok := driverNamed(drivers, h.Driver)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s.driver: unknown driver %q (known: %s)", key, h.Driver, strings.Join(driverNames(drivers), ", ")))
+			continue
 		}
-		switch h.RuntimeType {
-		case RuntimeRunsc:
-			if _, err := exec.LookPath(RunscShim); err != nil {
-				errs = append(errs, fmt.Errorf("%s.runtime_type: %s needs %s on containerd's PATH: not found", key, RuntimeRunsc, RunscShim))
+		if d.Check != nil {
+			opts, herrs := d.Check(name, h.Options)
+			for _, err := range herrs {
+				errs = append(errs, fmt.Errorf("%s.%w", key, err))
 			}
-			if h.MemoryLimitCheck != "" {
-				if d, err := time.ParseDuration(h.MemoryLimitCheck); err != nil || d < 0 || (d > 0 && d < 100*time.Millisecond) {
-					errs = append(errs, fmt.Errorf("%s.memory_limit_check: %q is not \"0s\" (off) or a duration of at least 100ms", key, h.MemoryLimitCheck))
-				}
-			}
-		default:
-			if len(h.RunscConfig) > 0 {
-				errs = append(errs, fmt.Errorf("%s.runsc_config: only for runtime_type %s", key, RuntimeRunsc))
-			}
-			if h.MemoryLimitCheck != "" {
-				errs = append(errs, fmt.Errorf("%s.memory_limit_check: only for runtime_type %s (the kernel enforces %s containers' limits)", key, RuntimeRunsc, h.RuntimeType))
-			}
+			h.Options = opts
+			c.Handlers[name] = h
 		}
 		absolute(key+".cni_conf_dir", h.CNIConfDir)
 	}
@@ -489,13 +395,36 @@ func isLoopback(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// checkRunsc runs `runsc --version` to see that the binary works here.
-func checkRunsc(p string) error {
-	out, err := exec.Command(p, "--version").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s --version: %v: %s", p, err, strings.TrimSpace(string(out)))
+// Deferred lists, for each handler, the checks only its running driver makes.
+func (c *Config) Deferred(drivers ...Driver) []string {
+	var out []string
+	for _, name := range c.HandlerNames() {
+		h := c.Handlers[name]
+		if d, ok := driverNamed(drivers, h.Driver); ok && d.Deferred != nil {
+			for _, what := range d.Deferred(name, h.Options) {
+				out = append(out, "handlers."+name+"."+what)
+			}
+		}
 	}
-	return nil
+	return out
+}
+
+func driverNamed(drivers []Driver, name string) (Driver, bool) {
+	for _, d := range drivers {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Driver{}, false
+}
+
+func driverNames(drivers []Driver) []string {
+	var out []string
+	for _, d := range drivers {
+		out = append(out, d.Name)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // HandlerNames returns the configured handler names, sorted.

@@ -20,11 +20,24 @@ func writeTable(b *strings.Builder, prefix string, v reflect.Value) {
 	var tables []int
 	for i := 0; i < t.NumField(); i++ {
 		f := v.Field(i)
+		tag := t.Field(i).Tag.Get("mapstructure")
 		if f.Kind() == reflect.Struct || f.Kind() == reflect.Map && f.Type().Elem().Kind() == reflect.Struct {
 			tables = append(tables, i)
 			continue
 		}
-		fmt.Fprintf(b, "%s = %s\n", t.Field(i).Tag.Get("mapstructure"), tomlValue(f))
+		if tag == ",remain" { // a driver's options: its keys at this level
+			opts, _ := f.Interface().(map[string]any)
+			keys := make([]string, 0, len(opts))
+			for k := range opts {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(b, "%s = %s\n", k, tomlValue(reflect.ValueOf(opts[k])))
+			}
+			continue
+		}
+		fmt.Fprintf(b, "%s = %s\n", tag, tomlValue(f))
 	}
 	for _, i := range tables {
 		key := t.Field(i).Tag.Get("mapstructure")
@@ -71,6 +84,23 @@ func tomlValue(v reflect.Value) string {
 			q[i] = fmt.Sprintf("%q", s)
 		}
 		return "[" + strings.Join(q, ", ") + "]"
+	case []any:
+		q := make([]string, len(x))
+		for i, e := range x {
+			q[i] = tomlValue(reflect.ValueOf(e))
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		q := make([]string, len(keys))
+		for i, k := range keys {
+			q[i] = fmt.Sprintf("%q = %s", k, tomlValue(reflect.ValueOf(x[k])))
+		}
+		return "{" + strings.Join(q, ", ") + "}"
 	}
 	return fmt.Sprintf("%v", v.Interface())
 }

@@ -75,7 +75,7 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 	c := sandbox.NewContainer(sandbox.ContainerMetadata{
 		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
 		ImageRef: img.ID, ImageName: imgName, LogPath: logPath, CreatedAt: time.Now().UnixNano(),
-		User: &user,
+		User: recordUser(user),
 	}, sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_CREATED})
 	if err := r.ckpt.SaveContainer(c); err != nil {
 		cctx, cancel := cleanupContext()
@@ -89,6 +89,12 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 	ok = true
 	r.emit(c, runtime.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return &runtime.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// recordUser is the user the runtime chose, in the container record's own
+// type: the driver contract's may change, the records on disk must not.
+func recordUser(u backends.User) *sandbox.User {
+	return &sandbox.User{UID: u.UID, GID: u.GID, Groups: u.Groups}
 }
 
 // resolveImageVolumes fills in the image ID of each image volume (which

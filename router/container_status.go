@@ -4,14 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
-	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/sandbox"
 )
-
-func nowNano() int64 { return time.Now().UnixNano() }
 
 // ContainerStatus answers from crimux's records, kept current by exit events.
 func (r *Router) ContainerStatus(ctx context.Context, req *runtime.ContainerStatusRequest) (*runtime.ContainerStatusResponse, error) {

@@ -8,16 +8,6 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// Version names crimux and what its default handler's driver runs on.
-func (r *Router) Version(ctx context.Context, req *runtime.VersionRequest) (*runtime.VersionResponse, error) {
-	return &runtime.VersionResponse{
-		Version:           "0.1.0",
-		RuntimeName:       "crimux",
-		RuntimeVersion:    Version(),
-		RuntimeApiVersion: "v1",
-	}, nil
-}
-
 // Status reports RuntimeReady (every driver answers), NetworkReady (a CNI
 // config is loadable) and each configured handler with its features.
 func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
@@ -58,22 +48,4 @@ func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runti
 		resp.Info = map[string]string{"config": string(cfg)}
 	}
 	return resp, nil
-}
-
-// RuntimeConfig reports the cgroup driver, which the kubelet must match.
-func (r *Router) RuntimeConfig(ctx context.Context, req *runtime.RuntimeConfigRequest) (*runtime.RuntimeConfigResponse, error) {
-	drv := runtime.CgroupDriver_CGROUPFS
-	if r.cfg.CgroupDriver == "systemd" {
-		drv = runtime.CgroupDriver_SYSTEMD
-	}
-	return &runtime.RuntimeConfigResponse{Linux: &runtime.LinuxRuntimeConfiguration{CgroupDriver: drv}}, nil
-}
-
-// UpdateRuntimeConfig accepts the kubelet's pod CIDR. crimux's network comes
-// from the CNI config, which assigns addresses itself, so it is only logged.
-func (r *Router) UpdateRuntimeConfig(ctx context.Context, req *runtime.UpdateRuntimeConfigRequest) (*runtime.UpdateRuntimeConfigResponse, error) {
-	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
-		r.log.Info("kubelet pod CIDR (the CNI config decides addresses)", "cidr", cidr)
-	}
-	return &runtime.UpdateRuntimeConfigResponse{}, nil
 }

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/crimux/crimux/cni"
+	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/internal/fault"
 	"github.com/crimux/crimux/sandbox"
 )
@@ -91,10 +91,7 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 	name := sandboxName(cfg.Metadata)
 	id := newID()
 	if err := r.sandboxNames.Reserve(name, id); err != nil {
-		holder := r.sandboxNames.Holder(name)
-		if sb, gerr := r.sandboxes.Get(holder); gerr == nil && sb.ID == holder &&
-			sb.Handler == handler && proto.Equal(sb.Config, cfg) &&
-			sb.Status().State == runtime.PodSandboxState_SANDBOX_READY {
+		if sb := r.retriedSandbox(name, handler, cfg); sb != nil {
 			return &runtime.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
 		}
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
@@ -117,56 +114,108 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 
 	st := sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY}
 	hostNet := hostNetwork(cfg)
-	if u := podUserns; u != nil {
-		// The pod's user namespace comes first and owns its netns.
-		netnsDir := r.netnsDir()
-		if hostNet {
-			netnsDir = ""
+	if podUserns != nil {
+		if err := r.createPodUserns(&md, podUserns, hostNet, &undo); err != nil {
+			return nil, err
 		}
-		up, np, err := sandbox.NewUserNS(r.usernsDir(), netnsDir, id, sysIDMaps(u.Uids), sysIDMaps(u.Gids))
-		if err != nil {
-			return nil, fmt.Errorf("create the pod's user namespace: %w", err)
-		}
-		md.UsernsPath, md.NetNSPath = up, np
-		undo.add(func(context.Context) {
-			if err := sandbox.RemoveNetNS(up); err != nil {
-				r.log.Error("roll back user namespace", "id", id, "error", err)
-			}
-		})
 	}
 	if !hostNet {
-		p := md.NetNSPath
-		if p == "" {
-			var err error
-			if p, err = sandbox.NewNetNS(r.netnsDir(), id); err != nil {
-				return nil, err
-			}
+		if err := r.setupPodNetwork(&md, &st, &undo); err != nil {
+			return nil, err
 		}
-		md.NetNSPath = p
-		fault.Point("run-sandbox/after-netns")
-		undo.add(func(context.Context) {
-			if err := sandbox.RemoveNetNS(p); err != nil {
-				r.log.Error("roll back netns", "id", id, "error", err)
-			}
-		})
-		pod := r.cniPod(md)
-		ips, err := r.cni.Setup(pod)
-		if err != nil {
-			return nil, fmt.Errorf("set up pod network: %w", err)
-		}
-		undo.add(func(context.Context) {
-			if err := r.cni.Teardown(pod); err != nil {
-				r.log.Error("roll back pod network", "id", id, "error", err)
-			}
-		})
-		st.IPs = ips
-		st.NetworkReady = true
-		fault.Point("run-sandbox/after-cni")
 	}
 	if err := writeEtcFiles(dir, cfg, st.IPs, hostNet); err != nil {
 		return nil, err
 	}
-	img, err := r.images.SandboxImage(ctx, handler)
+	sb, err := r.runSandbox(ctx, rt, md, st, &undo)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.ckpt.SaveSandbox(sb); err != nil {
+		return nil, err
+	}
+	r.sandboxes.Add(id, sb)
+	ok = true
+	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// retriedSandbox is the pod a RunPodSandbox whose name is taken gets
+// instead of an error: the name's holder when it is ready and was made with
+// the same handler and config, as when the kubelet retries after a timeout
+// while the first call went on. Otherwise nil.
+func (r *Router) retriedSandbox(name, handler string, cfg *runtime.PodSandboxConfig) *sandbox.Sandbox {
+	holder := r.sandboxNames.Holder(name)
+	if sb, err := r.sandboxes.Get(holder); err == nil && sb.ID == holder &&
+		sb.Handler == handler && proto.Equal(sb.Config, cfg) &&
+		sb.Status().State == runtime.PodSandboxState_SANDBOX_READY {
+		return sb
+	}
+	return nil
+}
+
+// createPodUserns makes the pod's own user namespace and, unless the pod
+// uses the node's network, the netns it owns. The user namespace comes
+// first so that it owns the netns; setupPodNetwork then uses that netns.
+func (r *Router) createPodUserns(md *sandbox.Metadata, u *runtime.UserNamespace, hostNet bool, undo *cleanup) error {
+	id := md.ID
+	netnsDir := r.netnsDir()
+	if hostNet {
+		netnsDir = ""
+	}
+	up, np, err := sandbox.NewUserNS(r.usernsDir(), netnsDir, id, sysIDMaps(u.Uids), sysIDMaps(u.Gids))
+	if err != nil {
+		return fmt.Errorf("create the pod's user namespace: %w", err)
+	}
+	md.UsernsPath, md.NetNSPath = up, np
+	undo.add(func(context.Context) {
+		if err := sandbox.RemoveNetNS(up); err != nil {
+			r.log.Error("roll back user namespace", "id", id, "error", err)
+		}
+	})
+	return nil
+}
+
+// setupPodNetwork gives a pod its network: its netns (made here unless its
+// user namespace made one) and a CNI ADD, whose IPs are the pod's (never
+// read back from the netns: gVisor's netstack removes them from the host side).
+func (r *Router) setupPodNetwork(md *sandbox.Metadata, st *sandbox.Status, undo *cleanup) error {
+	id := md.ID
+	p := md.NetNSPath
+	if p == "" {
+		var err error
+		if p, err = sandbox.NewNetNS(r.netnsDir(), id); err != nil {
+			return err
+		}
+	}
+	md.NetNSPath = p
+	fault.Point("run-sandbox/after-netns")
+	undo.add(func(context.Context) {
+		if err := sandbox.RemoveNetNS(p); err != nil {
+			r.log.Error("roll back netns", "id", id, "error", err)
+		}
+	})
+	pod := r.cniPod(*md)
+	ips, err := r.cni.Setup(pod)
+	if err != nil {
+		return fmt.Errorf("set up pod network: %w", err)
+	}
+	undo.add(func(context.Context) {
+		if err := r.cni.Teardown(pod); err != nil {
+			r.log.Error("roll back pod network", "id", id, "error", err)
+		}
+	})
+	st.IPs = ips
+	st.NetworkReady = true
+	fault.Point("run-sandbox/after-cni")
+	return nil
+}
+
+// runSandbox starts the pod's sandbox (the pause container, or what the
+// handler runs instead) from the handler's sandbox image, and returns the
+// pod with its pid; recording it is left to the caller.
+func (r *Router) runSandbox(ctx context.Context, rt backends.Runtime, md sandbox.Metadata, st sandbox.Status, undo *cleanup) (*sandbox.Sandbox, error) {
+	id := md.ID
+	img, err := r.images.SandboxImage(ctx, md.Handler)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +223,7 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 	sb := sandbox.NewSandbox(md, st)
 	ts, err := rt.RunSandbox(ctx, r.backendSandbox(sb))
 	if err != nil {
-		return nil, fmt.Errorf("run pod sandbox %q with handler %q: %w", name, handler, err)
+		return nil, fmt.Errorf("run pod sandbox %q with handler %q: %w", md.Name, md.Handler, err)
 	}
 	undo.add(func(ctx context.Context) {
 		if err := rt.RemoveSandbox(ctx, id); err != nil {
@@ -186,38 +235,7 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 		return s, nil
 	})
 	fault.Point("run-sandbox/after-pause")
-	if err := r.ckpt.SaveSandbox(sb); err != nil {
-		return nil, err
-	}
-	r.sandboxes.Add(id, sb)
-	ok = true
-	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
-}
-
-func (r *Router) cniPod(md sandbox.Metadata) cni.Pod {
-	cfg := md.Config
-	p := cni.Pod{
-		ID:         md.ID,
-		Name:       cfg.GetMetadata().GetName(),
-		Namespace:  cfg.GetMetadata().GetNamespace(),
-		UID:        cfg.GetMetadata().GetUid(),
-		NetNS:      md.NetNSPath,
-		CgroupPath: cfg.GetLinux().GetCgroupParent(),
-	}
-	if h, ok := r.cfg.Handlers[md.Handler]; ok {
-		p.ConfDir = h.CNIConfDir
-	}
-	for _, pm := range cfg.PortMappings {
-		if pm.HostPort == 0 {
-			continue
-		}
-		proto := strings.ToLower(pm.Protocol.String())
-		p.PortMappings = append(p.PortMappings, cni.PortMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: proto, HostIP: pm.HostIp})
-	}
-	if d := cfg.GetDnsConfig(); d != nil {
-		p.DNS = &cni.DNS{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
-	}
-	return p
+	return sb, nil
 }
 
 // writeEtcFiles writes the pod's hostname, hosts and resolv.conf, which every

@@ -3,11 +3,14 @@ package router
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/sandbox"
 )
+
+func nowNano() int64 { return time.Now().UnixNano() }
 
 // PodSandboxStatus answers from what crimux recorded and heard in events; it
 // never asks the runtime, so it costs the same for every handler.

@@ -81,13 +81,3 @@ func (r *Router) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 	r.saveSandbox(sb)
 	return nil
 }
-
-func (r *Router) containersOf(sandboxID string) []*sandbox.Container {
-	var out []*sandbox.Container
-	for _, c := range r.containers.List() {
-		if c.SandboxID == sandboxID {
-			out = append(out, c)
-		}
-	}
-	return out
-}

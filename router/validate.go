@@ -277,7 +277,26 @@ func validateContainerConfig(cfg *runtime.ContainerConfig) error {
 			f.add(fmt.Sprintf("envs[%d].value", i), "holds a NUL byte")
 		}
 	}
-	for i, m := range cfg.Mounts {
+	f.checkMounts(cfg.Mounts)
+	f.checkDevices(cfg.Devices)
+	if cfg.LogPath != "" {
+		if err := fsroot.CheckLocal(cfg.LogPath); err != nil {
+			f.add("log_path", "must stay inside the pod's log directory: %v", err)
+		}
+	}
+	f.checkKeys("labels", cfg.Labels)
+	f.checkKeys("annotations", cfg.Annotations)
+	if l := cfg.Linux; l != nil {
+		f.checkResources("linux.resources", l.Resources)
+		f.checkContainerSecurity(l.SecurityContext)
+	}
+	return f.err("container config")
+}
+
+// checkMounts checks a container's mounts: each is a host path or an image,
+// never both, and an image's sub path must stay inside the image.
+func (f *fieldErrs) checkMounts(mounts []*runtime.Mount) {
+	for i, m := range mounts {
 		field := fmt.Sprintf("mounts[%d]", i)
 		f.checkPath(field+".container_path", m.ContainerPath, true)
 		if m.Image != nil && m.Image.Image != "" {
@@ -293,7 +312,12 @@ func validateContainerConfig(cfg *runtime.ContainerConfig) error {
 		}
 		f.checkPath(field+".host_path", m.HostPath, true)
 	}
-	for i, d := range cfg.Devices {
+}
+
+// checkDevices checks a container's devices, whose permissions go into the
+// device cgroup as they are.
+func (f *fieldErrs) checkDevices(devices []*runtime.Device) {
+	for i, d := range devices {
 		field := fmt.Sprintf("devices[%d]", i)
 		f.checkPath(field+".container_path", d.ContainerPath, true)
 		f.checkPath(field+".host_path", d.HostPath, true)
@@ -301,51 +325,47 @@ func validateContainerConfig(cfg *runtime.ContainerConfig) error {
 			f.add(field+".permissions", "%q is not a combination of r, w and m", d.Permissions)
 		}
 	}
-	if cfg.LogPath != "" {
-		if err := fsroot.CheckLocal(cfg.LogPath); err != nil {
-			f.add("log_path", "must stay inside the pod's log directory: %v", err)
-		}
+}
+
+// checkContainerSecurity checks a container's Linux security context, which
+// becomes the OCI spec's user, capabilities, masked and read-only paths and
+// LSM profiles.
+func (f *fieldErrs) checkContainerSecurity(sc *runtime.LinuxContainerSecurityContext) {
+	if sc == nil {
+		return
 	}
-	f.checkKeys("labels", cfg.Labels)
-	f.checkKeys("annotations", cfg.Annotations)
-	if l := cfg.Linux; l != nil {
-		f.checkResources("linux.resources", l.Resources)
-		if sc := l.SecurityContext; sc != nil {
-			if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
-				f.add("linux.security_context.run_as_group", "is set without run_as_user or run_as_username")
-			}
-			if u := sc.RunAsUsername; u != "" && (!controlFree(u) || strings.ContainsAny(u, ": \t/")) {
-				f.add("linux.security_context.run_as_username", "%q is not a user name", u)
-			}
-			for i, p := range sc.MaskedPaths {
-				f.checkPath(fmt.Sprintf("linux.security_context.masked_paths[%d]", i), p, true)
-			}
-			for i, p := range sc.ReadonlyPaths {
-				f.checkPath(fmt.Sprintf("linux.security_context.readonly_paths[%d]", i), p, true)
-			}
-			if c := sc.Capabilities; c != nil {
-				for _, l := range []struct {
-					what string
-					list []string
-				}{{"add_capabilities", c.AddCapabilities}, {"drop_capabilities", c.DropCapabilities}, {"add_ambient_capabilities", c.AddAmbientCapabilities}} {
-					for i, name := range l.list {
-						if !capabilityRE.MatchString(name) {
-							f.add(fmt.Sprintf("linux.security_context.capabilities.%s[%d]", l.what, i), "%q is not a capability name", name)
-						}
-					}
+	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+		f.add("linux.security_context.run_as_group", "is set without run_as_user or run_as_username")
+	}
+	if u := sc.RunAsUsername; u != "" && (!controlFree(u) || strings.ContainsAny(u, ": \t/")) {
+		f.add("linux.security_context.run_as_username", "%q is not a user name", u)
+	}
+	for i, p := range sc.MaskedPaths {
+		f.checkPath(fmt.Sprintf("linux.security_context.masked_paths[%d]", i), p, true)
+	}
+	for i, p := range sc.ReadonlyPaths {
+		f.checkPath(fmt.Sprintf("linux.security_context.readonly_paths[%d]", i), p, true)
+	}
+	if c := sc.Capabilities; c != nil {
+		for _, l := range []struct {
+			what string
+			list []string
+		}{{"add_capabilities", c.AddCapabilities}, {"drop_capabilities", c.DropCapabilities}, {"add_ambient_capabilities", c.AddAmbientCapabilities}} {
+			for i, name := range l.list {
+				if !capabilityRE.MatchString(name) {
+					f.add(fmt.Sprintf("linux.security_context.capabilities.%s[%d]", l.what, i), "%q is not a capability name", name)
 				}
 			}
-			f.checkSecurityProfile("linux.security_context.seccomp", sc.Seccomp, true)
-			f.checkSecurityProfile("linux.security_context.apparmor", sc.Apparmor, false)
-			for _, kv := range [][2]string{{"seccomp_profile_path", sc.SeccompProfilePath}, {"apparmor_profile", sc.ApparmorProfile}} {
-				if kv[1] != "" && !controlFree(kv[1]) {
-					f.add("linux.security_context."+kv[0], "%q holds control characters", kv[1])
-				}
-			}
-			f.checkSELinux("linux.security_context.selinux_options", sc.SelinuxOptions)
 		}
 	}
-	return f.err("container config")
+	f.checkSecurityProfile("linux.security_context.seccomp", sc.Seccomp, true)
+	f.checkSecurityProfile("linux.security_context.apparmor", sc.Apparmor, false)
+	for _, kv := range [][2]string{{"seccomp_profile_path", sc.SeccompProfilePath}, {"apparmor_profile", sc.ApparmorProfile}} {
+		if kv[1] != "" && !controlFree(kv[1]) {
+			f.add("linux.security_context."+kv[0], "%q holds control characters", kv[1])
+		}
+	}
+	f.checkSELinux("linux.security_context.selinux_options", sc.SelinuxOptions)
 }
 
 // validateResources checks an UpdateContainerResources or

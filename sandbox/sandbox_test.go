@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"sync"
 	"testing"
@@ -106,6 +107,49 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(ck.dir, "sandboxes", "s1.json")); !os.IsNotExist(err) {
 		t.Fatalf("a removed sandbox's record came back: %v", err)
+	}
+}
+
+// A container record's user keeps the JSON records written before User was
+// the record's own type: the same bytes are written, and they load back.
+func TestContainerRecordUser(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		user *User
+		want string
+	}{
+		{desc: "with groups", user: &User{UID: 1000, GID: 1000, Groups: []int64{1000, 50}}, want: `"user":{"uid":1000,"gid":1000,"groups":[1000,50]},`},
+		{desc: "root, no groups", user: &User{}, want: `"user":{"uid":0,"gid":0},`},
+		{desc: "none", user: nil, want: ``},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			ck, err := NewCheckpoint(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := NewContainer(ContainerMetadata{ID: "c1", SandboxID: "s1", Name: "n", ImageRef: "sha256:x", ImageName: "busybox", CreatedAt: 5,
+				Config: &runtime.ContainerConfig{Command: []string{"sh"}}, User: tc.user},
+				ContainerStatus{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 42})
+			if err := ck.SaveContainer(c); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(ck.dir, "containers", "c1.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := `{"id":"c1","name":"n","sandbox_id":"s1","image_ref":"sha256:x","image_name":"busybox","created_at":5,` + tc.want +
+				`"status":{"state":1,"pid":42,"exit_code":0},"config":{"command":["sh"]}}`
+			if string(b) != want {
+				t.Fatalf("record\n got %s\nwant %s", b, want)
+			}
+			l := ck.Load()
+			if len(l.Containers) != 1 || len(l.Errs) != 0 {
+				t.Fatalf("load: %d containers, errs %v", len(l.Containers), l.Errs)
+			}
+			if got := l.Containers[0].User; !reflect.DeepEqual(got, tc.user) {
+				t.Fatalf("loaded user %+v, want %+v", got, tc.user)
+			}
+		})
 	}
 }
 

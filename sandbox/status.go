@@ -8,8 +8,6 @@ import (
 	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/crimux/crimux/backends"
 )
 
 // The sandbox state machine:
@@ -111,7 +109,16 @@ type ContainerMetadata struct {
 	LogPath   string `json:"log_path,omitempty"`
 	CreatedAt int64  `json:"created_at"`
 	// User is the identity the container's process runs with.
-	User *backends.User `json:"user,omitempty"`
+	User *User `json:"user,omitempty"`
+}
+
+// User is the identity a container's process runs with, as its record keeps
+// it. It is the record's own type, not the driver's, so that the JSON of
+// records on disk doesn't change when the driver contract does.
+type User struct {
+	UID    int64   `json:"uid"`
+	GID    int64   `json:"gid"`
+	Groups []int64 `json:"groups,omitempty"`
 }
 
 // ContainerStatus is what changes over a container's life.

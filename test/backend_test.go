@@ -21,7 +21,7 @@ func TestBackendSuite(t *testing.T) {
 	if err := fs.Parse([]string{"--config", env.Config}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := conf.Load(fs, nil)
+	cfg, err := conf.Load(fs, nil, containerd.ConfDriver())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,19 +37,18 @@ func TestBackendSuite(t *testing.T) {
 		Handlers:         cfg.Handlers,
 		CgroupDriver:     cfg.CgroupDriver,
 		Instance:         "0123456789abcdef0123456789abcdef",
-		Listener:         rec,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	d.Start(rec)
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := d.Ready(c); err != nil {
 		t.Fatal(err)
 	}
-	h := cfg.Handlers[env.Handler]
-	img, err := d.Images().Pull(c, harness.Busybox, nil, h.Snapshotter)
+	img, err := d.Images().Pull(c, harness.Busybox, nil, d.Snapshotter(env.Handler))
 	if err != nil {
 		t.Fatalf("pull %s: %v", harness.Busybox, err)
 	}

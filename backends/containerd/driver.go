@@ -1,7 +1,3 @@
-// Package containerd is crimux's containerd driver: pause containers, OCI specs
-// built from CRI configs, tasks, IO with CRI-format logs, exec, stats and
-// recovery, through the containerd v2 client in crimux's own namespace.
-// No containerd type leaves this package.
 package containerd
 
 import (
@@ -16,18 +12,16 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/apparmor"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/conf"
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/crimux/crimux/backends"
-	"github.com/crimux/crimux/conf"
 )
 
 // Labels crimux puts on its containerd containers. They record the sandbox →
@@ -62,16 +56,20 @@ type Options struct {
 	RegistryHostsDir string
 	// PauseBinary is the static pause program for the built-in sandbox image.
 	PauseBinary string
-	// Handlers are this driver's handlers.
+	// Handlers are this driver's handlers; their options were checked by
+	// ConfDriver's Check, and New makes the checks that need the machine.
 	Handlers map[string]conf.Handler
 	// CgroupDriver is cgroupfs or systemd.
 	CgroupDriver string
 	// Instance identifies this crimux (its root_dir): it labels what crimux
 	// creates, and Sweep removes only what carries it.
 	Instance string
-	Listener backends.Listener
 	Log      *slog.Logger
 }
+
+// ErrConfig wraps what New finds wrong with the handlers (a runtime binary
+// missing, say): unlike containerd not answering, waiting won't mend it.
+var ErrConfig = errors.New("configuration")
 
 // Driver is the containerd driver.
 type Driver struct {
@@ -88,7 +86,11 @@ type Driver struct {
 	aaMu     sync.Mutex // guards aaLoaded
 	aaLoaded bool       // crimux's default AppArmor profile is loaded
 
-	watchCtx  context.Context // the event watch's, started by the first Ready
+	// listener hears of exits and OOMs; set by Start, before anything that
+	// reports runs, and only read after.
+	listener backends.Listener
+
+	watchCtx  context.Context // the event watch's, started by Start
 	watchOnce sync.Once
 	stop      context.CancelFunc // ends the event watch
 	images    *Images
@@ -132,16 +134,39 @@ func New(o Options) (*Driver, error) {
 			return nil, fmt.Errorf("create state dir %q: %w", dir, err)
 		}
 	}
-	for name, h := range o.Handlers {
-		rt, err := d.newRuntime(name, h, true)
-		if err != nil {
-			c.Close()
-			return nil, err
+	var errs []error
+	for _, name := range sortedHandlerNames(o.Handlers) {
+		rt, herrs := d.newRuntime(name, o.Handlers[name].Options)
+		for _, err := range herrs {
+			errs = append(errs, fmt.Errorf("handlers.%s.%w", name, err))
 		}
-		d.runtimes[name] = rt
+		if rt != nil {
+			d.runtimes[name] = rt
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	d.watchCtx, d.stop = context.WithCancel(context.Background())
 	return d, nil
+}
+
+// Start gives the driver its listener and starts following containerd's
+// events; exits and OOMs are reported from then on. Call it once, before
+// the router recovers (which adopts running tasks).
+func (d *Driver) Start(l backends.Listener) {
+	d.listener = l
+	d.watchOnce.Do(func() { go d.watchEvents(d.watchCtx) })
+}
+
+func sortedHandlerNames(hs map[string]conf.Handler) []string {
+	names := make([]string, 0, len(hs))
+	for n := range hs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Name implements backends.Driver.
@@ -156,27 +181,56 @@ func (d *Driver) Runtime(handler string) backends.Runtime {
 	}
 	// A handler that is no longer configured: enough to stop and remove,
 	// which go through containerd whatever the shim was.
-	r := &Runtime{d: d, name: handler, h: conf.DefaultRuncHandler()}
+	o := DefaultRuncHandler()
+	r := &Runtime{d: d, name: handler, opts: o, kind: shimKind{}}
 	d.runtimes[handler] = r
 	return r
 }
 
-func (d *Driver) newRuntime(name string, h conf.Handler, configured bool) (backends.Runtime, error) {
-	r := &Runtime{d: d, name: name, h: h, configured: configured}
-	if h.RuntimeType == conf.RuntimeRunsc {
-		g, err := newGvisorRuntime(r)
-		if err != nil {
-			return nil, err
-		}
-		r.opts = g.runtimeOptions
-		return g, nil
+// newRuntime decodes a handler's options, makes the checks that need the
+// machine (binaries) and builds its runtime. Errors name their key below
+// the handler.
+func (d *Driver) newRuntime(name string, raw map[string]any) (*Runtime, []error) {
+	o, errs := DecodeOptions(raw)
+	errs = append(errs, o.probe()...)
+	if len(errs) > 0 {
+		return nil, errs
 	}
-	r.opts = r.runcOptions
-	return r, nil
+	kind, err := d.newKind(name, o)
+	if err != nil {
+		return nil, []error{fmt.Errorf("runtime_path: %w", err)}
+	}
+	return &Runtime{d: d, name: name, opts: o, kind: kind, configured: true}, nil
+}
+
+// snapshotters are the configured handlers' snapshotters, each once, sorted.
+func (d *Driver) snapshotters() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, rt := range d.runtimes {
+		if r, ok := rt.(*Runtime); ok && r.configured && !seen[r.opts.Snapshotter] {
+			seen[r.opts.Snapshotter] = true
+			out = append(out, r.opts.Snapshotter)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Snapshotter is the snapshotter a configured handler unpacks images with
+// ("" for a handler this driver doesn't have).
+func (d *Driver) Snapshotter(handler string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r, ok := d.runtimes[handler].(*Runtime); ok && r.configured {
+		return r.opts.Snapshotter
+	}
+	return ""
 }
 
 // Ready implements backends.Driver.
-// The first time containerd answers, the driver starts following its events.
 func (d *Driver) Ready(ctx context.Context) error {
 	// The client's health check waits for the connection with no end of its
 	// own; the driver's timeout bounds it.
@@ -189,7 +243,6 @@ func (d *Driver) Ready(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("containerd at %q is not serving", d.opts.Address)
 	}
-	d.watchOnce.Do(func() { go d.watchEvents(d.watchCtx) })
 	return nil
 }
 
@@ -236,107 +289,4 @@ func mapErr(err error) error {
 
 func isNotFound(err error) bool {
 	return errdefs.IsNotFound(err) || errors.Is(err, backends.ErrNotFound) || status.Code(err) == codes.NotFound
-}
-
-var _ backends.Sweeper = (*Driver)(nil)
-
-// Sweep implements backends.Sweeper: crimux's containers in containerd (its
-// labels say so) that no record names are what a crash between creating
-// them and saving their record left; they are removed like any other, task,
-// snapshot and shm included, containers before the sandboxes they joined.
-func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]string, error) {
-	ctx = d.ctx(ctx)
-	if d.opts.Instance == "" {
-		return nil, errors.New("sweep: no instance ID to tell this crimux's containers from another's")
-	}
-	list, err := d.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", labelInstance, d.opts.Instance))
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", mapErr(err))
-	}
-	type orphan struct{ id, kind, handler string }
-	var orphans []orphan
-	for _, c := range list {
-		if known(c.ID()) {
-			continue
-		}
-		labels, err := c.Labels(ctx)
-		if err != nil {
-			continue
-		}
-		orphans = append(orphans, orphan{c.ID(), labels[labelKind], labels[labelHandler]})
-	}
-	sort.SliceStable(orphans, func(i, j int) bool { return orphans[i].kind != kindSandbox && orphans[j].kind == kindSandbox })
-	var removed []string
-	var errs []error
-	for _, o := range orphans {
-		rt, _ := d.Runtime(o.handler).(interface {
-			RemoveSandbox(context.Context, string) error
-			RemoveContainer(context.Context, string) error
-		})
-		if rt == nil {
-			continue
-		}
-		remove := rt.RemoveContainer
-		if o.kind == kindSandbox {
-			remove = rt.RemoveSandbox
-		}
-		// Bounded: a sweep must never hold crimux's start for good.
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := remove(rctx, o.id)
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("remove %s %s: %w", o.kind, o.id, err))
-			continue
-		}
-		removed = append(removed, o.id)
-	}
-	vols, err := d.sweepImageVolumes(ctx, known)
-	removed = append(removed, vols...)
-	return removed, errors.Join(append(errs, err)...)
-}
-
-// sweepImageVolumes removes the image volumes a crash left for containers
-// no record names: their mounts under state_dir/imagevols, and the snapshot
-// views labelled with this instance (a crash may fall between the view and
-// its mount).
-func (d *Driver) sweepImageVolumes(ctx context.Context, known func(string) bool) ([]string, error) {
-	var removed []string
-	var errs []error
-	ents, _ := os.ReadDir(filepath.Join(d.opts.StateDir, "imagevols"))
-	for _, e := range ents {
-		if known(e.Name()) {
-			continue
-		}
-		if err := d.unmountImageVolumes(e.Name()); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		removed = append(removed, "imagevols/"+e.Name())
-	}
-	snapshotters := map[string]bool{}
-	for _, h := range d.opts.Handlers {
-		snapshotters[h.Snapshotter] = true
-	}
-	for sn := range snapshotters {
-		svc := d.client.SnapshotService(sn)
-		var keys []string
-		err := svc.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-			if id, ok := imageVolumeContainer(info.Name); ok && !known(id) {
-				keys = append(keys, info.Name)
-			}
-			return nil
-		}, fmt.Sprintf("labels.%q==%q", labelInstance, d.opts.Instance))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("list %s snapshots: %w", sn, mapErr(err)))
-			continue
-		}
-		for _, k := range keys {
-			if err := svc.Remove(ctx, k); err != nil && !isNotFound(err) {
-				errs = append(errs, fmt.Errorf("remove snapshot %s: %w", k, mapErr(err)))
-				continue
-			}
-			removed = append(removed, "snapshot/"+k)
-		}
-	}
-	return removed, errors.Join(errs...)
 }

@@ -50,9 +50,9 @@ func (d *Driver) watchEvents(ctx context.Context) {
 				}
 				switch e := ev.(type) {
 				case *eventsapi.TaskOOM:
-					if d.opts.Listener != nil {
+					if d.listener != nil {
 						d.log.Info("container hit its memory limit", "id", e.ContainerID)
-						d.opts.Listener.TaskOOM(e.ContainerID)
+						d.listener.TaskOOM(e.ContainerID)
 					}
 				case *eventsapi.TaskExit:
 					if e.ID == e.ContainerID { // the main process, not an exec

@@ -12,10 +12,8 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
-	"github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
-
 	"github.com/crimux/crimux/backends"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // maxExecOutput bounds what ExecSync returns of stdout and stderr together:
@@ -122,8 +120,10 @@ func (e *ExitError) Error() string {
 }
 
 // String, Exited and ExitStatus make ExitError a k8s.io/utils/exec.ExitError.
-func (e *ExitError) String() string  { return e.Error() }
-func (e *ExitError) Exited() bool    { return true }
+func (e *ExitError) String() string { return e.Error() }
+
+func (e *ExitError) Exited() bool { return true }
+
 func (e *ExitError) ExitStatus() int { return int(e.Code) }
 
 func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer, tty bool, resize <-chan termSize, timeout time.Duration) (int32, error) {
@@ -135,20 +135,9 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 		return 0, err
 	}
 	ctx = r.d.ctx(ctx)
-	cont, err := r.d.client.LoadContainer(ctx, id)
+	pspec, err := r.execProcessSpec(ctx, id, cmd, tty)
 	if err != nil {
-		return 0, mapErr(err)
-	}
-	spec, err := cont.Spec(ctx)
-	if err != nil {
-		return 0, mapErr(err)
-	}
-	pspec := *spec.Process
-	pspec.Args = cmd
-	pspec.Terminal = tty
-	pspec.ConsoleSize = nil
-	if tty {
-		pspec.Env = appendTerm(pspec.Env)
+		return 0, err
 	}
 	execID := "exec-" + randomID()
 	if stdout == nil {
@@ -176,7 +165,7 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 	if tty {
 		opts = append(opts, cio.WithTerminal)
 	}
-	process, err := p.task.Exec(ctx, execID, &pspec, cio.NewCreator(opts...))
+	process, err := p.task.Exec(ctx, execID, pspec, cio.NewCreator(opts...))
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", id, mapErr(err))
 	}
@@ -203,6 +192,33 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 			}
 		}()
 	}
+	return r.waitExec(ctx, process, ch, cmd, tty || stdin != nil, timeout)
+}
+
+// execProcessSpec is an exec's process: the container's, running cmd.
+func (r *Runtime) execProcessSpec(ctx context.Context, id string, cmd []string, tty bool) (*specs.Process, error) {
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	spec, err := cont.Spec(ctx)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	pspec := *spec.Process
+	pspec.Args = cmd
+	pspec.Terminal = tty
+	pspec.ConsoleSize = nil
+	if tty {
+		pspec.Env = appendTerm(pspec.Env)
+	}
+	return &pspec, nil
+}
+
+// waitExec waits for an exec'd process's exit and its output; an
+// interactive one's output until it ends, another's for a bounded time
+// (a child it left may hold it for ever), all within the timeout.
+func (r *Runtime) waitExec(ctx context.Context, process client.Process, ch <-chan client.ExitStatus, cmd []string, interactive bool, timeout time.Duration) (int32, error) {
 	var timer <-chan time.Time
 	deadline := time.Now().Add(execDrainTimeout)
 	if timeout > 0 {
@@ -219,7 +235,7 @@ func (r *Runtime) exec(ctx context.Context, id string, cmd []string, stdin io.Re
 		}
 		// Let the output drain before the caller reads it, for a bounded
 		// time: a child the command left may hold its stdout for ever.
-		if pio := process.IO(); pio != nil && !tty && stdin == nil {
+		if pio := process.IO(); pio != nil && !interactive {
 			drained := make(chan struct{})
 			go func() { pio.Wait(); close(drained) }()
 			drain := time.NewTimer(min(execDrainTimeout, max(time.Until(deadline), 0)))
@@ -373,38 +389,4 @@ func (r *Runtime) ReopenLog(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %s has no log", backends.ErrPrecondition, id)
 	}
 	return p.io.Reopen()
-}
-
-// UpdateResources implements backends.Runtime.
-func (r *Runtime) UpdateResources(ctx context.Context, id string, res *runtime.LinuxContainerResources) error {
-	if res == nil {
-		return nil
-	}
-	if err := checkUnified(res, r.d.cgroups); err != nil {
-		return err
-	}
-	ctx = r.d.ctx(ctx)
-	cont, err := r.d.client.LoadContainer(ctx, id)
-	if err != nil {
-		return mapErr(err)
-	}
-	spec, err := cont.Spec(ctx)
-	if err != nil {
-		return mapErr(err)
-	}
-	if spec.Linux.Resources == nil {
-		spec.Linux.Resources = &specs.LinuxResources{}
-	}
-	applyResources(spec.Linux.Resources, res, r.d.cgroups)
-	if err := cont.Update(ctx, func(ctx context.Context, _ *client.Client, c *containersContainer) error {
-		return setSpec(c, spec)
-	}); err != nil {
-		return fmt.Errorf("update spec of %s: %w", id, mapErr(err))
-	}
-	if p := r.d.proc(id); p != nil {
-		if err := p.task.Update(ctx, client.WithResources(spec.Linux.Resources)); err != nil {
-			return fmt.Errorf("update resources of %s: %w", id, mapErr(err))
-		}
-	}
-	return nil
 }

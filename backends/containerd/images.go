@@ -314,21 +314,16 @@ func (s *Images) Remove(ctx context.Context, id string) error {
 // FsInfo implements image.Store: the snapshotters' root and what snapshots use.
 func (s *Images) FsInfo(ctx context.Context) ([]*runtime.FilesystemUsage, error) {
 	ctx = s.d.ctx(ctx)
-	seen := map[string]bool{}
 	var out []*runtime.FilesystemUsage
 	now := time.Now().UnixNano()
-	for _, h := range s.d.opts.Handlers {
-		if seen[h.Snapshotter] {
-			continue
-		}
-		seen[h.Snapshotter] = true
-		ps, err := s.d.client.IntrospectionService().Plugins(ctx, fmt.Sprintf(`type==io.containerd.snapshotter.v1,id==%s`, h.Snapshotter))
+	for _, snapshotter := range s.d.snapshotters() {
+		ps, err := s.d.client.IntrospectionService().Plugins(ctx, fmt.Sprintf(`type==io.containerd.snapshotter.v1,id==%s`, snapshotter))
 		if err != nil || len(ps.Plugins) == 0 {
-			return nil, fmt.Errorf("snapshotter %q: not found in containerd", h.Snapshotter)
+			return nil, fmt.Errorf("snapshotter %q: not found in containerd", snapshotter)
 		}
 		root := ps.Plugins[0].Exports["root"]
 		var used, inodes int64
-		sn := s.d.client.SnapshotService(h.Snapshotter)
+		sn := s.d.client.SnapshotService(snapshotter)
 		_ = sn.Walk(ctx, func(ctx context.Context, info snapshots.Info) error {
 			if u, err := sn.Usage(ctx, info.Name); err == nil {
 				used += u.Size
@@ -428,18 +423,13 @@ func (s *Images) ImportPause(ctx context.Context) (string, error) {
 	if err := s.putName(ctx, builtinPauseRf, manDesc); err != nil {
 		return "", err
 	}
-	seen := map[string]bool{}
-	for _, h := range s.d.opts.Handlers {
-		if seen[h.Snapshotter] {
-			continue
-		}
-		seen[h.Snapshotter] = true
+	for _, snapshotter := range s.d.snapshotters() {
 		img, err := s.d.client.GetImage(ctx, builtinPauseRf)
 		if err != nil {
 			return "", err
 		}
-		if err := img.Unpack(ctx, h.Snapshotter); err != nil {
-			return "", fmt.Errorf("unpack built-in pause image with %q: %w", h.Snapshotter, err)
+		if err := img.Unpack(ctx, snapshotter); err != nil {
+			return "", fmt.Errorf("unpack built-in pause image with %q: %w", snapshotter, err)
 		}
 	}
 	return builtinPauseRf, nil

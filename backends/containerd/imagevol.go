@@ -91,7 +91,7 @@ func (r *Runtime) imageVolumes(ctx context.Context, c backends.Container) (map[i
 		if err != nil {
 			return nil, fmt.Errorf("image volume %s: %w", m.ContainerPath, mapErr(err))
 		}
-		sn := r.d.client.SnapshotService(r.h.Snapshotter)
+		sn := r.d.client.SnapshotService(r.opts.Snapshotter)
 		mounts, err := sn.View(ctx, imageVolumeKey(c.ID, i), identity.ChainID(diffIDs).String(),
 			snapshots.WithLabels(map[string]string{labelInstance: r.d.opts.Instance}))
 		if err != nil {
@@ -168,7 +168,7 @@ func (r *Runtime) removeImageVolumes(ctx context.Context, containerID string) er
 	if err := r.d.unmountImageVolumes(containerID); err != nil {
 		return err
 	}
-	sn := r.d.client.SnapshotService(r.h.Snapshotter)
+	sn := r.d.client.SnapshotService(r.opts.Snapshotter)
 	for _, e := range ents {
 		if i, err := strconv.Atoi(e.Name()); err == nil {
 			if err := sn.Remove(ctx, imageVolumeKey(containerID, i)); err != nil && !isNotFound(err) {

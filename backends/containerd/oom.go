@@ -37,10 +37,7 @@ func hasCap(c int) bool {
 	return data[c/32].Effective&(1<<(uint(c)%32)) != 0
 }
 
-// clampOOM raises v to the floor when this process may not go lower.
-func (d *Driver) clampOOM(v int) int {
-	if v < d.oomFloor {
-		return d.oomFloor
-	}
-	return v
+// node is what the node offers, for the spec builder.
+func (d *Driver) node() nodeFacts {
+	return nodeFacts{cgroups: d.cgroups, oomFloor: d.oomFloor, cgroupDriver: d.opts.CgroupDriver}
 }

@@ -38,7 +38,7 @@ func (r *Runtime) Usage(ctx context.Context, id string) (backends.Usage, error) 
 		}
 	}
 	// The writable layer.
-	if usage, err := r.d.client.SnapshotService(r.h.Snapshotter).Usage(ctx, id); err == nil {
+	if usage, err := r.d.client.SnapshotService(r.opts.Snapshotter).Usage(ctx, id); err == nil {
 		u.FsUsageBytes, u.FsInodesUsed = uint64(usage.Size), uint64(usage.Inodes)
 	}
 	if root, err := r.snapshotterRoot(ctx); err == nil {
@@ -138,9 +138,9 @@ func countProc(pid uint32, u *backends.Usage) {
 }
 
 func (r *Runtime) snapshotterRoot(ctx context.Context) (string, error) {
-	ps, err := r.d.client.IntrospectionService().Plugins(ctx, fmt.Sprintf(`type==io.containerd.snapshotter.v1,id==%s`, r.h.Snapshotter))
+	ps, err := r.d.client.IntrospectionService().Plugins(ctx, fmt.Sprintf(`type==io.containerd.snapshotter.v1,id==%s`, r.opts.Snapshotter))
 	if err != nil || len(ps.Plugins) == 0 {
-		return "", fmt.Errorf("snapshotter %q not found", r.h.Snapshotter)
+		return "", fmt.Errorf("snapshotter %q not found", r.opts.Snapshotter)
 	}
 	return ps.Plugins[0].Exports["root"], nil
 }

@@ -92,7 +92,13 @@ func load(args []string) (*conf.Config, error) {
 		}
 		return nil, err
 	}
-	return conf.Load(fs, os.Environ())
+	return conf.Load(fs, os.Environ(), drivers()...)
+}
+
+// drivers are the backend drivers crimux has, as the configuration knows
+// them; the first is the default driver of a handler that names none.
+func drivers() []conf.Driver {
+	return []conf.Driver{containerd.ConfDriver()}
 }
 
 func configCheck(args []string) error {
@@ -101,6 +107,12 @@ func configCheck(args []string) error {
 		return err
 	}
 	fmt.Print(c.TOML())
+	if deferred := c.Deferred(drivers()...); len(deferred) > 0 {
+		fmt.Println("\n# Not checked here; crimux checks these when it starts its drivers:")
+		for _, d := range deferred {
+			fmt.Printf("#   %s\n", d)
+		}
+	}
 	return nil
 }
 
@@ -135,21 +147,23 @@ func serve(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var rt *router.Router
-	listener := lateListener{r: &rt}
-	drv, err := connect(ctx, cfg, inst.ID, listener, log)
+	// The driver connects first; the router is built over it; then the
+	// driver starts reporting exits and OOMs to the router, which recovers.
+	drv, err := connect(ctx, cfg, inst.ID, log)
 	if err != nil {
 		return err
 	}
 	defer drv.Close()
-	snapshotters := map[string]string{"": cfg.Handlers[cfg.DefaultHandler].Snapshotter}
-	for name, h := range cfg.Handlers {
-		snapshotters[name] = h.Snapshotter
+	snapshotters := map[string]string{"": drv.Snapshotter(cfg.DefaultHandler)}
+	for name := range cfg.Handlers {
+		if sn := drv.Snapshotter(name); sn != "" {
+			snapshotters[name] = sn
+		}
 	}
 	imgs := drv.Images()
 	imageSvc := image.New(imgs, imgs, cfg.SandboxImage, snapshotters, log)
 	netw := cni.New(cfg.CNI.BinDirs, cfg.CNI.ConfDir, filepath.Join(cfg.RootDir, "cni-cache"), cfg.CNI.Timeout)
-	rt, err = router.New(router.Options{
+	rt, err := router.New(router.Options{
 		Config:  cfg,
 		Drivers: map[string]backends.Driver{drv.Name(): drv},
 		Images:  imageSvc,
@@ -159,57 +173,30 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	drv.Start(rt)
 	if err := rt.Recover(ctx); err != nil {
 		return err
 	}
 
-	// Streaming server: listen first so the URLs carry the real port.
-	sln, err := net.Listen("tcp", cfg.Streaming.Address)
+	hs, streamAddr, err := startStreaming(cfg, rt, log)
 	if err != nil {
-		return fmt.Errorf("streaming.address %q: %w", cfg.Streaming.Address, err)
+		return err
 	}
-	scfg := streaming.DefaultConfig
-	scfg.Addr = sln.Addr().String()
-	scheme := "http"
-	var tlsCfg *tls.Config
-	if cfg.Streaming.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.Streaming.TLSCertFile, cfg.Streaming.TLSKeyFile)
-		if err != nil {
-			return fmt.Errorf("streaming.tls_cert_file, streaming.tls_key_file: %w", err)
-		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		scheme = "https"
-	}
-	scfg.BaseURL = &url.URL{Scheme: scheme, Host: sln.Addr().String()}
-	scfg.StreamIdleTimeout = cfg.Streaming.IdleTimeout
-	ss, err := streaming.NewServer(scfg, rt.StreamRuntime())
-	if err != nil {
-		return fmt.Errorf("streaming server: %w", err)
-	}
-	rt.SetStreaming(ss)
-	hs := &http.Server{Handler: ss, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg}
-	go func() {
-		serve := func() error { return hs.Serve(sln) }
-		if tlsCfg != nil {
-			serve = func() error { return hs.ServeTLS(sln, "", "") }
-		}
-		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("streaming server", "error", err)
-		}
-	}()
 	defer hs.Close()
-
 	if cfg.Debug.Address != "" {
-		dln, err := net.Listen("tcp", cfg.Debug.Address)
+		ds, err := startDebug(cfg.Debug.Address, log)
 		if err != nil {
-			return fmt.Errorf("debug.address %q: %w", cfg.Debug.Address, err)
+			return err
 		}
-		ds := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 30 * time.Second}
-		go func() { _ = ds.Serve(dln) }()
 		defer ds.Close()
-		log.Info("profiling endpoint", "address", dln.Addr().String())
 	}
 
+	return serveCRI(ctx, cfg, rt, streamAddr, log)
+}
+
+// serveCRI serves the CRI on the socket until ctx ends (SIGINT, SIGTERM),
+// then stops gracefully, for at most 10 s.
+func serveCRI(ctx context.Context, cfg *conf.Config, rt *router.Router, streamAddr string, log *slog.Logger) error {
 	ln, err := net.Listen("unix", cfg.Socket)
 	if err != nil {
 		return fmt.Errorf("listen on socket %q: %w", cfg.Socket, err)
@@ -225,7 +212,7 @@ func serve(args []string) error {
 	rt.Register(gs)
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(ln) }()
-	log.Info("crimux serving", "socket", cfg.Socket, "streaming", sln.Addr().String(), "containerd", cfg.Containerd.Address, "namespace", cfg.Containerd.Namespace, "handlers", cfg.HandlerNames(), "default_handler", cfg.DefaultHandler)
+	log.Info("crimux serving", "socket", cfg.Socket, "streaming", streamAddr, "containerd", cfg.Containerd.Address, "namespace", cfg.Containerd.Namespace, "handlers", cfg.HandlerNames(), "default_handler", cfg.DefaultHandler)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
@@ -242,6 +229,60 @@ func serve(args []string) error {
 	}
 }
 
+// startStreaming starts the Exec/Attach/PortForward server (over TLS when
+// configured) and gives the router its URLs; it listens first so that the
+// URLs carry the real port.
+func startStreaming(cfg *conf.Config, rt *router.Router, log *slog.Logger) (*http.Server, string, error) {
+	sln, err := net.Listen("tcp", cfg.Streaming.Address)
+	if err != nil {
+		return nil, "", fmt.Errorf("streaming.address %q: %w", cfg.Streaming.Address, err)
+	}
+	scfg := streaming.DefaultConfig
+	scfg.Addr = sln.Addr().String()
+	scheme := "http"
+	var tlsCfg *tls.Config
+	if cfg.Streaming.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Streaming.TLSCertFile, cfg.Streaming.TLSKeyFile)
+		if err != nil {
+			sln.Close()
+			return nil, "", fmt.Errorf("streaming.tls_cert_file, streaming.tls_key_file: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		scheme = "https"
+	}
+	scfg.BaseURL = &url.URL{Scheme: scheme, Host: sln.Addr().String()}
+	scfg.StreamIdleTimeout = cfg.Streaming.IdleTimeout
+	ss, err := streaming.NewServer(scfg, rt.StreamRuntime())
+	if err != nil {
+		sln.Close()
+		return nil, "", fmt.Errorf("streaming server: %w", err)
+	}
+	rt.SetStreaming(ss)
+	hs := &http.Server{Handler: ss, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg}
+	go func() {
+		serve := func() error { return hs.Serve(sln) }
+		if tlsCfg != nil {
+			serve = func() error { return hs.ServeTLS(sln, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("streaming server", "error", err)
+		}
+	}()
+	return hs, sln.Addr().String(), nil
+}
+
+// startDebug serves net/http/pprof's profiles at addr.
+func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
+	dln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug.address %q: %w", addr, err)
+	}
+	ds := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 30 * time.Second}
+	go func() { _ = ds.Serve(dln) }()
+	log.Info("profiling endpoint", "address", dln.Addr().String())
+	return ds, nil
+}
+
 // pprofMux serves net/http/pprof's profiles under /debug/pprof/.
 func pprofMux() *http.ServeMux {
 	m := http.NewServeMux()
@@ -253,23 +294,8 @@ func pprofMux() *http.ServeMux {
 	return m
 }
 
-// lateListener forwards to the router once it exists (the driver is built first).
-type lateListener struct{ r **router.Router }
-
-func (l lateListener) TaskExited(id string, st backends.TaskState) {
-	if *l.r != nil {
-		(*l.r).TaskExited(id, st)
-	}
-}
-
-func (l lateListener) TaskOOM(id string) {
-	if *l.r != nil {
-		(*l.r).TaskOOM(id)
-	}
-}
-
 // connect waits for containerd (it may still be starting at boot) up to its timeout.
-func connect(ctx context.Context, cfg *conf.Config, instanceID string, l backends.Listener, log *slog.Logger) (*containerd.Driver, error) {
+func connect(ctx context.Context, cfg *conf.Config, instanceID string, log *slog.Logger) (*containerd.Driver, error) {
 	deadline := time.Now().Add(cfg.Containerd.Timeout + 20*time.Second)
 	for {
 		d, err := containerd.New(containerd.Options{
@@ -282,9 +308,11 @@ func connect(ctx context.Context, cfg *conf.Config, instanceID string, l backend
 			Handlers:         cfg.Handlers,
 			CgroupDriver:     cfg.CgroupDriver,
 			Instance:         instanceID,
-			Listener:         l,
 			Log:              log,
 		})
+		if errors.Is(err, containerd.ErrConfig) {
+			return nil, err
+		}
 		if err == nil {
 			if err = d.Ready(ctx); err == nil {
 				return d, nil

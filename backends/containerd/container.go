@@ -1,0 +1,341 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/internal/fault"
+	"github.com/moby/sys/signal"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// CreateContainer implements backends.Runtime.
+func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (backends.User, error) {
+	if err := r.usable(); err != nil {
+		return backends.User{}, err
+	}
+	if err := r.kind.checkContainer(c); err != nil {
+		return backends.User{}, err
+	}
+	ctx = r.d.ctx(ctx)
+	img, err := r.d.client.GetImage(ctx, c.Image)
+	if err != nil {
+		return backends.User{}, fmt.Errorf("image %q: %w", c.Image, mapErr(err))
+	}
+	if err := r.ensureUnpacked(ctx, img); err != nil {
+		return backends.User{}, err
+	}
+	ic, err := img.Spec(ctx)
+	if err != nil {
+		return backends.User{}, fmt.Errorf("image %q config: %w", c.Image, mapErr(err))
+	}
+	in, err := r.containerInput(ctx, c, ic.Config)
+	if err != nil {
+		r.cleanupCreate(c.ID)
+		return backends.User{}, err
+	}
+	fault.Point("create-container/after-volumes")
+	specOpts, err := containerSpec(in)
+	if err != nil {
+		r.cleanupCreate(c.ID)
+		return backends.User{}, err
+	}
+	cont, err := r.newContainer(ctx, c, img, ic.Config.StopSignal, specOpts)
+	if err != nil {
+		r.cleanupCreate(c.ID)
+		return backends.User{}, err
+	}
+	spec, err := cont.Spec(ctx)
+	if err != nil {
+		cctx, cancel := r.d.cleanupCtx()
+		defer cancel()
+		if derr := cont.Delete(cctx, client.WithSnapshotCleanup); derr != nil && !isNotFound(derr) {
+			r.d.log.Warn("roll back container", "id", c.ID, "error", derr)
+		}
+		r.cleanupCreate(c.ID)
+		return backends.User{}, fmt.Errorf("read the spec of container %s: %w", c.ID, mapErr(err))
+	}
+	return userOf(spec.Process.User), nil
+}
+
+// containerInput gathers what a container's spec is made from; what needs
+// the host is done here, not in the spec builder: the pause process's pid,
+// the AppArmor profile (the default one loaded), the pod's files, host
+// paths resolved (and made when missing, as containerd's CRI does) and the
+// image volumes mounted.
+func (r *Runtime) containerInput(ctx context.Context, c backends.Container, ic ocispec.ImageConfig) (containerSpecInput, error) {
+	in := containerSpecInput{ID: c.ID, Sandbox: c.Sandbox, Config: c.Config, Image: ic, ImageName: c.Image,
+		Policy: r.kind.policy(), Node: r.d.node(), ContainerAnnotations: r.opts.ContainerAnnotations, Handler: r.name}
+	var err error
+	if in.PausePid, err = r.pausePid(ctx, c.Sandbox.ID); err != nil {
+		return in, err
+	}
+	if nsOptions(c.Sandbox).Ipc != runtime.NamespaceMode_NODE {
+		in.ShmDir = r.d.shmDir(c.Sandbox.ID)
+	}
+	if in.Hostname, err = podHostname(c.Sandbox); err != nil {
+		return in, err
+	}
+	sc := c.Config.GetLinux().GetSecurityContext()
+	if err := checkSELinux("linux.security_context.selinux_options", sc.GetSelinuxOptions(), r.d.lsm); err != nil {
+		return in, err
+	}
+	if in.AppArmor, err = appArmorProfile(sc, sc.GetPrivileged(), r.d.lsm); err != nil {
+		return in, err
+	}
+	if in.AppArmor == defaultAppArmorProfile {
+		if err := r.d.loadDefaultAppArmor(); err != nil {
+			return in, err
+		}
+	}
+	for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
+		if _, err := os.Stat(filepath.Join(c.Sandbox.Dir, f)); err == nil {
+			in.EtcFiles = append(in.EtcFiles, f)
+		}
+	}
+	if in.HostPaths, err = resolveHostPaths(c.Config.Mounts); err != nil {
+		return in, err
+	}
+	for _, m := range c.Config.Mounts {
+		if m.RecursiveReadOnly {
+			in.RRO = r.Features().RecursiveReadOnlyMounts
+		}
+	}
+	in.ImageVols, err = r.imageVolumes(ctx, c)
+	return in, err
+}
+
+// podHostname is the pod's hostname, or the node's when it names none.
+func podHostname(sb backends.Sandbox) (string, error) {
+	if h := sb.Config.GetHostname(); h != "" {
+		return h, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("read the node's hostname: %w", err)
+	}
+	return h, nil
+}
+
+// resolveHostPaths resolves each host-path mount once (symlinks followed)
+// and makes a missing one a directory, as containerd's CRI does; the
+// runtime then mounts the resolved path. By mount index.
+func resolveHostPaths(mounts []*runtime.Mount) (map[int]string, error) {
+	out := map[int]string{}
+	for i, m := range mounts {
+		if m.Image != nil && m.Image.Image != "" || m.HostPath == "" {
+			continue
+		}
+		if _, err := os.Stat(m.HostPath); os.IsNotExist(err) {
+			if err := os.MkdirAll(m.HostPath, 0o755); err != nil {
+				return nil, fmt.Errorf("create mount source %q: %w", m.HostPath, err)
+			}
+		}
+		resolved, err := filepath.EvalSymlinks(m.HostPath)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mount %s: host path %q: %v", backends.ErrInvalid, m.ContainerPath, m.HostPath, err)
+		}
+		out[i] = resolved
+	}
+	return out, nil
+}
+
+// newContainer creates the containerd container with its labels (what
+// crimux needs to find it again after a restart) and a new snapshot.
+func (r *Runtime) newContainer(ctx context.Context, c backends.Container, img client.Image, stopSignal string, specOpts []oci.SpecOpts) (client.Container, error) {
+	rtOpts, err := r.kind.shimOptions()
+	if err != nil {
+		return nil, err
+	}
+	stdin := ""
+	if c.Config.Stdin {
+		stdin = "open"
+		if c.Config.StdinOnce {
+			stdin = "once"
+		}
+	}
+	labels := map[string]string{
+		labelKind:     kindContainer,
+		labelHandler:  r.name,
+		labelInstance: r.d.opts.Instance,
+		labelSandbox:  c.Sandbox.ID,
+		labelLogDir:   c.LogDir,
+		labelLogPath:  c.LogPath,
+		labelStdin:    stdin,
+		labelTTY:      fmt.Sprint(c.Config.Tty),
+		labelStopSig:  stopSignal,
+	}
+	cont, err := r.d.client.NewContainer(ctx, c.ID,
+		client.WithSnapshotter(r.opts.Snapshotter),
+		client.WithNewSnapshot(c.ID, img, snapshotOpts(c.Sandbox)...),
+		client.WithImageName(img.Name()),
+		client.WithNewSpec(specOpts...),
+		client.WithRuntime(r.opts.RuntimeType, rtOpts),
+		client.WithContainerLabels(labels),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", mapErr(err))
+	}
+	return cont, nil
+}
+
+// userOf is the identity a spec's process runs with, groups once each.
+func userOf(su specs.User) backends.User {
+	u := backends.User{UID: int64(su.UID), GID: int64(su.GID)}
+	seen := map[int64]bool{}
+	for _, g := range su.AdditionalGids {
+		if !seen[int64(g)] {
+			seen[int64(g)] = true
+			u.Groups = append(u.Groups, int64(g))
+		}
+	}
+	return u
+}
+
+// cleanupCreate undoes what a failed CreateContainer made.
+func (r *Runtime) cleanupCreate(id string) {
+	ctx, cancel := r.d.cleanupCtx()
+	defer cancel()
+	if err := r.removeImageVolumes(ctx, id); err != nil {
+		r.d.log.Warn("roll back image volumes", "id", id, "error", err)
+	}
+}
+
+// StartContainer implements backends.Runtime.
+func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskState, error) {
+	if err := r.usable(); err != nil {
+		return backends.TaskState{}, err
+	}
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return backends.TaskState{}, mapErr(err)
+	}
+	labels, err := cont.Labels(ctx)
+	if err != nil {
+		return backends.TaskState{}, mapErr(err)
+	}
+	cio_, err := newContainerIO(logOf(labels), labels[labelStdin] != "", labels[labelStdin] == "once")
+	if err != nil {
+		return backends.TaskState{}, err
+	}
+	opts := []cio.Opt{cio.WithFIFODir(filepath.Join(r.d.opts.StateDir, "io", id)), cio.WithStreams(cio_.stdinReader(), cio_.stdout, cio_.stderr)}
+	if labels[labelTTY] == "true" {
+		opts = append(opts, cio.WithTerminal)
+	}
+	p, err := r.d.startTask(ctx, cont, id, cio.NewCreator(opts...), cio_, newAttach(cio_, labels[labelTTY] == "true"))
+	if err != nil {
+		cio_.Close()
+		return backends.TaskState{}, fmt.Errorf("start container: %w", err)
+	}
+	r.watchContainer(ctx, id)
+	return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: p.pid}, nil
+}
+
+// StopContainer implements backends.Runtime.
+func (r *Runtime) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	sig := syscall.SIGTERM
+	if cont, err := r.d.client.LoadContainer(r.d.ctx(ctx), id); err == nil {
+		if labels, err := cont.Labels(r.d.ctx(ctx)); err == nil && labels[labelStopSig] != "" {
+			if s, err := signal.ParseSignal(labels[labelStopSig]); err == nil {
+				sig = s
+			}
+		}
+	}
+	return r.stop(ctx, id, sig, timeout)
+}
+
+// RemoveContainer implements backends.Runtime.
+func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
+	if err := r.stop(ctx, id, syscall.SIGKILL, 0); err != nil {
+		return err
+	}
+	return r.deleteContainer(ctx, id)
+}
+
+func (r *Runtime) deleteContainer(ctx context.Context, id string) error {
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return mapErr(err)
+	}
+	// A task that never started (or a failed one) may still exist.
+	if task, err := cont.Task(ctx, nil); err == nil {
+		if err := r.d.deleteTask(ctx, task); err != nil && !isNotFound(err) {
+			return fmt.Errorf("delete task of %s: %w", id, mapErr(err))
+		}
+	}
+	if err := cont.Delete(ctx, client.WithSnapshotCleanup); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete container %s: %w", id, mapErr(err))
+	}
+	if err := r.removeImageVolumes(ctx, id); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(filepath.Join(r.d.opts.StateDir, "io", id))
+	return nil
+}
+
+// UpdateResources implements backends.Runtime; a kind that watches
+// containers (gVisor's memory guard) takes the new limits at once.
+func (r *Runtime) UpdateResources(ctx context.Context, id string, res *runtime.LinuxContainerResources) error {
+	if err := r.updateResources(ctx, id, res); err != nil {
+		return err
+	}
+	r.watchContainer(ctx, id)
+	return nil
+}
+
+// watchContainer tells a kind that follows running containers about one.
+func (r *Runtime) watchContainer(ctx context.Context, id string) {
+	if w, ok := r.kind.(containerWatcher); ok {
+		w.watch(ctx, id)
+	}
+}
+
+// updateResources changes a task's resources and its stored spec.
+func (r *Runtime) updateResources(ctx context.Context, id string, res *runtime.LinuxContainerResources) error {
+	if res == nil {
+		return nil
+	}
+	if err := checkUnified(res, r.d.cgroups); err != nil {
+		return err
+	}
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	spec, err := cont.Spec(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	if spec.Linux.Resources == nil {
+		spec.Linux.Resources = &specs.LinuxResources{}
+	}
+	applyResources(spec.Linux.Resources, res, r.d.cgroups)
+	if err := cont.Update(ctx, func(ctx context.Context, _ *client.Client, c *containersContainer) error {
+		return setSpec(c, spec)
+	}); err != nil {
+		return fmt.Errorf("update spec of %s: %w", id, mapErr(err))
+	}
+	if p := r.d.proc(id); p != nil {
+		if err := p.task.Update(ctx, client.WithResources(spec.Linux.Resources)); err != nil {
+			return fmt.Errorf("update resources of %s: %w", id, mapErr(err))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package containerd
+
+import (
+	"context"
+	"io"
+	"os/exec"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+)
+
+// handlerKind is what one kind of handler does its own way. A Runtime has
+// one; it is asked at fixed points, so nothing the Runtime does can bypass
+// it (a wrapper that embeds the Runtime could be bypassed by the Runtime's
+// own methods calling each other).
+type handlerKind interface {
+	// shimOptions are the options containerd passes to the shim.
+	shimOptions() (any, error)
+	// features reads what the driver probed of the runtime.
+	features(probed probedFeatures) *runtime.RuntimeHandlerFeatures
+	// checkSandbox and checkContainer refuse what the kind can't do, by
+	// design, with ErrUnsupported naming the reason.
+	checkSandbox(sb backends.Sandbox) error
+	checkContainer(c backends.Container) error
+	// policy says how the spec builder treats this kind.
+	policy() specPolicy
+}
+
+// containerWatcher is a kind that follows running containers (gVisor's
+// memory guard): told when one started, was found running after a
+// restart, or had its resources changed.
+type containerWatcher interface {
+	watch(ctx context.Context, id string)
+}
+
+// portForwarder is a kind with a port-forward of its own.
+type portForwarder interface {
+	portForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
+}
+
+// specPolicy is what a kind changes in the specs crimux builds.
+type specPolicy struct {
+	// rroNative: every read-only bind mount is recursive already (gVisor),
+	// so no "rro" option is passed.
+	rroNative bool
+	// podLimitsOnSandbox: the pod's resources (its containers' sum plus
+	// overhead) go on the sandbox's own cgroup: a gVisor sandbox is one host
+	// process tree that all the pod's memory is charged to, and the sentry
+	// enforces no per-container limit.
+	podLimitsOnSandbox bool
+}
+
+// probedFeatures are what the OCI runtime and the snapshotter say they do.
+type probedFeatures struct {
+	rro, idmap, snapshotterRemaps bool
+}
+
+// newKind is the kind for a handler's runtime type.
+func (d *Driver) newKind(name string, o HandlerOptions) (handlerKind, error) {
+	switch o.RuntimeType {
+	case RuntimeRunc:
+		k := &runcKind{opts: o}
+		if o.RuntimePath != "" {
+			p, err := exec.LookPath(o.RuntimePath)
+			if err != nil {
+				return nil, err
+			}
+			k.bin = p
+		}
+		return k, nil
+	case RuntimeRunsc:
+		return newRunscKind(d, name, o)
+	}
+	return shimKind{}, nil
+}
+
+// runcKind is a handler of containerd's runc shim.
+type runcKind struct {
+	opts HandlerOptions
+	bin  string // the runc binary, resolved
+}
+
+var _ handlerKind = (*runcKind)(nil)
+
+func (k *runcKind) shimOptions() (any, error) {
+	return &options.Options{BinaryName: k.bin, Root: k.opts.RuntimeRoot, SystemdCgroup: k.opts.SystemdCgroup}, nil
+}
+
+// features: recursive read-only mounts when runc lists the "rro" mount
+// option; pod user namespaces when it does idmapped mounts and the
+// snapshotter can id-map a rootfs.
+func (k *runcKind) features(p probedFeatures) *runtime.RuntimeHandlerFeatures {
+	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: p.rro, UserNamespaces: p.idmap && p.snapshotterRemaps}
+}
+
+func (k *runcKind) checkSandbox(backends.Sandbox) error     { return nil }
+func (k *runcKind) checkContainer(backends.Container) error { return nil }
+func (k *runcKind) policy() specPolicy                      { return specPolicy{} }
+
+// shimKind is a handler of any other containerd shim: crimux passes it no
+// options of its own and claims no features for it.
+type shimKind struct{}
+
+var _ handlerKind = shimKind{}
+
+func (shimKind) shimOptions() (any, error) { return nil, nil }
+func (shimKind) features(probedFeatures) *runtime.RuntimeHandlerFeatures {
+	return &runtime.RuntimeHandlerFeatures{}
+}
+func (shimKind) checkSandbox(backends.Sandbox) error     { return nil }
+func (shimKind) checkContainer(backends.Container) error { return nil }
+func (shimKind) policy() specPolicy                      { return specPolicy{} }

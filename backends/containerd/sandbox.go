@@ -1,0 +1,160 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/crimux/crimux/backends"
+	"golang.org/x/sys/unix"
+)
+
+// RunSandbox implements backends.Runtime.
+func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backends.TaskState, retErr error) {
+	if err := r.usable(); err != nil {
+		return backends.TaskState{}, err
+	}
+	if err := r.kind.checkSandbox(sb); err != nil {
+		return backends.TaskState{}, err
+	}
+	ctx = r.d.ctx(ctx)
+	img, err := r.d.client.GetImage(ctx, sb.Image)
+	if err != nil {
+		return backends.TaskState{}, fmt.Errorf("sandbox image %q: %w", sb.Image, mapErr(err))
+	}
+	if err := r.ensureUnpacked(ctx, img); err != nil {
+		return backends.TaskState{}, err
+	}
+	if err := checkSELinux("linux.security_context.selinux_options", sb.Config.GetLinux().GetSecurityContext().GetSelinuxOptions(), r.d.lsm); err != nil {
+		return backends.TaskState{}, err
+	}
+	ic, err := img.Spec(ctx)
+	if err != nil {
+		return backends.TaskState{}, fmt.Errorf("sandbox image %q config: %w", sb.Image, mapErr(err))
+	}
+	hostname, err := podHostname(sb)
+	if err != nil {
+		return backends.TaskState{}, err
+	}
+	specOpts, err := sandboxSpec(sandboxSpecInput{Sandbox: sb, Image: ic.Config, Hostname: hostname,
+		Policy: r.kind.policy(), Node: r.d.node(), PodAnnotations: r.opts.PodAnnotations})
+	if err != nil {
+		return backends.TaskState{}, err
+	}
+	if nsOptions(sb).Ipc != runtime.NamespaceMode_NODE {
+		if _, err := r.d.mountShm(sb.ID); err != nil {
+			return backends.TaskState{}, err
+		}
+		defer func() {
+			if retErr != nil {
+				r.d.unmountShm(sb.ID)
+			}
+		}()
+	}
+	rtOpts, err := r.kind.shimOptions()
+	if err != nil {
+		return backends.TaskState{}, err
+	}
+	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name, labelInstance: r.d.opts.Instance}
+	cont, err := r.d.client.NewContainer(ctx, sb.ID,
+		client.WithSnapshotter(r.opts.Snapshotter),
+		client.WithNewSnapshot(sb.ID, img, snapshotOpts(sb)...),
+		client.WithImageName(img.Name()),
+		client.WithNewSpec(specOpts...),
+		client.WithRuntime(r.opts.RuntimeType, rtOpts),
+		client.WithContainerLabels(labels),
+	)
+	if err != nil {
+		return backends.TaskState{}, fmt.Errorf("create pause container: %w", mapErr(err))
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := r.d.cleanupCtx()
+			defer cancel()
+			if err := cont.Delete(cctx, client.WithSnapshotCleanup); err != nil && !isNotFound(err) {
+				r.d.log.Warn("roll back pause container", "id", sb.ID, "error", err)
+			}
+		}
+	}()
+	p, err := r.d.startTask(ctx, cont, sb.ID, cio.NullIO, nil, nil)
+	if err != nil {
+		return backends.TaskState{}, fmt.Errorf("start pause container with %s: %w", r.opts.RuntimeType, err)
+	}
+	return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: p.pid}, nil
+}
+
+func (r *Runtime) ensureUnpacked(ctx context.Context, img client.Image) error {
+	ok, err := img.IsUnpacked(ctx, r.opts.Snapshotter)
+	if err != nil {
+		return fmt.Errorf("image %q: %w", img.Name(), mapErr(err))
+	}
+	if !ok {
+		if err := img.Unpack(ctx, r.opts.Snapshotter); err != nil {
+			return fmt.Errorf("unpack image %q with %s: %w", img.Name(), r.opts.Snapshotter, mapErr(err))
+		}
+	}
+	return nil
+}
+
+func (d *Driver) shmDir(sandboxID string) string {
+	return filepath.Join(d.opts.StateDir, "sandboxes", sandboxID, "shm")
+}
+
+func (d *Driver) mountShm(sandboxID string) (string, error) {
+	dir := d.shmDir(sandboxID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create shm dir: %w", err)
+	}
+	if err := unix.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+		return "", fmt.Errorf("mount sandbox shm at %q: %w", dir, err)
+	}
+	return dir, nil
+}
+
+func (d *Driver) unmountShm(sandboxID string) {
+	dir := d.shmDir(sandboxID)
+	for {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			break
+		}
+	}
+	_ = os.RemoveAll(filepath.Dir(dir))
+}
+
+// StopSandbox implements backends.Runtime.
+func (r *Runtime) StopSandbox(ctx context.Context, id string) error {
+	return r.stop(ctx, id, syscall.SIGKILL, 0)
+}
+
+// RemoveSandbox implements backends.Runtime.
+func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
+	if err := r.stop(ctx, id, syscall.SIGKILL, 0); err != nil {
+		return err
+	}
+	if err := r.deleteContainer(ctx, id); err != nil {
+		return err
+	}
+	r.d.unmountShm(id)
+	return nil
+}
+
+// pausePid returns the pid of the sandbox's pause process.
+func (r *Runtime) pausePid(ctx context.Context, sandboxID string) (uint32, error) {
+	if p := r.d.proc(sandboxID); p != nil {
+		return p.pid, nil
+	}
+	p, err := r.adopt(ctx, sandboxID)
+	if err != nil {
+		return 0, err
+	}
+	if p == nil {
+		return 0, fmt.Errorf("%w: sandbox %s is not running", backends.ErrPrecondition, sandboxID)
+	}
+	return p.pid, nil
+}

@@ -1,0 +1,343 @@
+package containerd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/internal/fault"
+)
+
+// Task supervision: every sandbox's and container's task crimux started or
+// adopted is a proc, whose exit one goroutine waits for (watch), through
+// containerd outages (rewait), and reports to the listener.
+
+// proc is a sandbox's or container's running task that crimux watches.
+type proc struct {
+	id   string
+	task client.Task
+	io   *containerIO // nil for sandboxes
+	pid  uint32
+	// done is closed once the exit was handled.
+	done chan struct{}
+}
+
+func (d *Driver) proc(id string) *proc {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.procs[id]
+}
+
+// watch handles the exit of p's task once ch reports it: it deletes the task
+// (which drains the IO), closes the log and tells the listener.
+func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
+	d.mu.Lock()
+	d.procs[p.id] = p
+	d.mu.Unlock()
+	go func() {
+		st := <-ch
+		code, at, err := st.Result()
+		ts := backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(code), ExitedAt: at}
+		if err != nil {
+			// Lost the wait (containerd restarted): ask again once it answers.
+			ts = d.rewait(p)
+			if ts.State == runtime.ContainerState_CONTAINER_UNKNOWN {
+				return // the driver closed; the task is left to the next crimux
+			}
+		}
+		ctx, cancel := d.cleanupCtx()
+		// The exit is kept on the container before its task goes, so that
+		// State (recovery after a crash) can still tell it from "never ran".
+		if cont, err := d.client.LoadContainer(ctx, p.id); err == nil {
+			exit := fmt.Sprintf("%d %s", ts.ExitCode, ts.ExitedAt.UTC().Format(time.RFC3339Nano))
+			if _, err := cont.SetLabels(ctx, map[string]string{labelExit: exit}); err != nil && !isNotFound(err) {
+				d.log.Warn("record the exit on the container", "id", p.id, "error", err)
+			}
+		}
+		if _, err := p.task.Delete(ctx); err != nil && !isNotFound(err) {
+			d.log.Warn("delete exited task", "id", p.id, "error", err)
+		}
+		cancel()
+		if p.io != nil {
+			p.io.Close()
+		}
+		if ts.ExitedAt.IsZero() {
+			ts.ExitedAt = time.Now()
+		}
+		d.mu.Lock()
+		if d.procs[p.id] == p {
+			delete(d.procs, p.id)
+		}
+		d.mu.Unlock()
+		// Tell the listener first: whoever waits on done (StopContainer)
+		// returns to a caller that expects the recorded state to be EXITED.
+		if d.listener != nil {
+			d.listener.TaskExited(p.id, ts)
+		}
+		close(p.done)
+	}()
+}
+
+// rewait waits again for a task whose wait stream broke (containerd went
+// away). It never gives up while containerd is unreachable: the process may
+// well run on, and reporting an exit that did not happen makes the kubelet
+// start a second instance. Once containerd answers, the real exit is
+// reported, with its code, even if it happened meanwhile (the shim keeps
+// it); only a task containerd no longer has at all is reported as exited
+// with code 255, reason Unknown. It ends early when the driver closes.
+func (d *Driver) rewait(p *proc) backends.TaskState {
+	wait := time.Second
+	for {
+		select {
+		case <-d.watchCtx.Done():
+			return backends.TaskState{State: runtime.ContainerState_CONTAINER_UNKNOWN}
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+		ch, err := p.task.Wait(d.ctx(d.watchCtx))
+		if isNotFound(err) {
+			return d.lostTask(p.id)
+		}
+		if err != nil {
+			d.log.Debug("containerd away; waiting for the task again", "id", p.id, "error", err)
+			continue
+		}
+		d.log.Info("watching the task again after containerd came back", "id", p.id)
+		st := <-ch
+		code, at, err := st.Result()
+		if isNotFound(err) {
+			return d.lostTask(p.id)
+		}
+		if err != nil {
+			d.log.Debug("wait for the task again", "id", p.id, "error", err)
+			continue
+		}
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(code), ExitedAt: at}
+	}
+}
+
+// lostTask is the exit of a task containerd no longer has: a containerd
+// that restarted deletes tasks whose process exited meanwhile, and the exit
+// code then only comes as an event the task's shim forwards once
+// containerd is back (within seconds; the shim retries for about 15). It
+// is exit code 255, reason Unknown, when none comes.
+func (d *Driver) lostTask(id string) backends.TaskState {
+	if e, ok := d.exits.get(d.watchCtx, id, 30*time.Second); ok {
+		d.log.Info("a task that exited while containerd was away: its exit came as an event", "id", id, "code", e.code)
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(e.code), ExitedAt: e.at}
+	}
+	d.log.Warn("a task containerd lost, with no exit status: reported as exit code 255, reason Unknown", "id", id)
+	return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, Reason: "Unknown", ExitedAt: time.Now()}
+}
+
+// startTask creates and starts cont's task and watches it. On failure it
+// leaves no task behind.
+// A task created before a crash and never started is taken over (attach
+// re-opens its fifos) and started, so a start retried after a restart works.
+func (d *Driver) startTask(ctx context.Context, cont client.Container, id string, ioc cio.Creator, cio *containerIO, attach cio.Attach) (*proc, error) {
+	task, err := cont.NewTask(ctx, ioc)
+	if errdefs.IsAlreadyExists(err) && attach != nil {
+		if t, terr := cont.Task(ctx, attach); terr == nil {
+			if st, serr := t.Status(ctx); serr == nil && st.Status == client.Created {
+				d.log.Info("starting a task created before a restart", "id", id)
+				task, err = t, nil
+			}
+		}
+	}
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	fault.Point("task/after-create")
+	ok := false
+	defer func() {
+		if !ok {
+			cctx, cancel := d.cleanupCtx()
+			defer cancel()
+			if err := d.deleteTask(cctx, task); err != nil && !isNotFound(err) {
+				d.log.Warn("roll back task", "id", id, "error", err)
+			}
+		}
+	}()
+	ch, err := task.Wait(d.ctx(context.Background()))
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	if err := task.Start(ctx); err != nil {
+		return nil, mapErr(err)
+	}
+	ok = true
+	p := &proc{id: id, task: task, io: cio, pid: task.Pid(), done: make(chan struct{})}
+	d.watch(p, ch)
+	return p, nil
+}
+
+// stop signals the task of id and waits for its exit, killing it after timeout.
+// A task that is missing or already gone is not an error.
+func (r *Runtime) stop(ctx context.Context, id string, sig syscall.Signal, timeout time.Duration) error {
+	p := r.d.proc(id)
+	if p == nil {
+		var err error
+		p, err = r.adopt(ctx, id)
+		if err != nil || p == nil {
+			return err
+		}
+	}
+	ctx = r.d.ctx(ctx)
+	if timeout > 0 && sig != syscall.SIGKILL {
+		if err := p.killed(p.task.Kill(ctx, sig)); err != nil {
+			return fmt.Errorf("signal %s: %w", id, mapErr(err))
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-p.done:
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := p.killed(p.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll)); err != nil {
+		return fmt.Errorf("kill %s: %w", id, mapErr(err))
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for %s to exit: %w", id, ctx.Err())
+	}
+}
+
+// killed filters a kill's error: a process that is gone (not found,
+// finished, or whose task was just deleted under the kill, which containerd
+// reports as its shim connection closing) was killed as far as the caller
+// is concerned, once its exit was handled.
+func (p *proc) killed(err error) error {
+	if err == nil || isNotFound(err) || strings.Contains(err.Error(), "process already finished") {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		return err
+	}
+}
+
+// adopt starts watching a task crimux did not start in this run (after a
+// restart). It returns nil when there is no live task.
+func (r *Runtime) adopt(ctx context.Context, id string) (*proc, error) {
+	ctx = r.d.ctx(ctx)
+	cont, err := r.d.client.LoadContainer(ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, mapErr(err)
+	}
+	labels, err := cont.Labels(ctx)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	var cio *containerIO
+	var attach cioAttach
+	if labels[labelKind] == kindContainer {
+		cio, err = newContainerIO(logOf(labels), labels[labelStdin] != "", labels[labelStdin] == "once")
+		if err != nil {
+			return nil, err
+		}
+		attach = newAttach(cio, labels[labelTTY] == "true")
+	}
+	task, err := cont.Task(ctx, attach)
+	if err != nil && attach != nil {
+		// The fifos may be gone; still take the task so it can be stopped.
+		task, err = cont.Task(ctx, nil)
+	}
+	if err != nil {
+		if cio != nil {
+			cio.Close()
+		}
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, mapErr(err)
+	}
+	// A task created and never started (a crash between the two) runs
+	// nothing to watch or stop; removing the container deletes it.
+	if st, err := task.Status(ctx); err == nil && st.Status == client.Created {
+		if cio != nil {
+			cio.Close()
+		}
+		return nil, nil
+	}
+	ch, err := task.Wait(r.d.ctx(context.Background()))
+	if err != nil {
+		if cio != nil {
+			cio.Close()
+		}
+		return nil, mapErr(err)
+	}
+	r.d.mu.Lock()
+	if existing := r.d.procs[id]; existing != nil {
+		r.d.mu.Unlock()
+		if cio != nil {
+			cio.Close()
+		}
+		return existing, nil
+	}
+	r.d.mu.Unlock()
+	p := &proc{id: id, task: task, io: cio, pid: task.Pid(), done: make(chan struct{})}
+	r.d.watch(p, ch)
+	return p, nil
+}
+
+// deleteTask deletes a task that no longer runs or never ran. A task that
+// was created and never started is killed and deleted through the task
+// service, without waiting for an exit: gVisor's shim reports none for a
+// sandbox that never started, and the client's kill-and-wait would hang.
+func (d *Driver) deleteTask(ctx context.Context, task client.Task) error {
+	st, err := task.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Status != client.Created {
+		_, err := task.Delete(ctx, client.WithProcessKill)
+		return err
+	}
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, _ = d.client.TaskService().Kill(kctx, &tasksapi.KillRequest{ContainerID: task.ID(), Signal: uint32(syscall.SIGKILL), All: true})
+	cancel()
+	_, err = d.client.TaskService().Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: task.ID()})
+	return err
+}
+
+type cioAttach = cio.Attach
+
+func newAttach(c *containerIO, tty bool) cio.Attach {
+	opts := []cio.Opt{cio.WithStreams(c.stdinReader(), c.stdout, c.stderr)}
+	if tty {
+		opts = append(opts, cio.WithTerminal)
+	}
+	return cio.NewAttach(opts...)
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var errNotRunning = errors.New("container is not running")

@@ -1,0 +1,48 @@
+package router
+
+import (
+	"fmt"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/sandbox"
+)
+
+// containerAndRuntime finds a container and the runtime of its pod.
+func (r *Router) containerAndRuntime(id string) (*sandbox.Container, backends.Runtime, error) {
+	c, err := r.containers.Get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	sb, err := r.sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pod sandbox of container %s: %w", c.ID, err)
+	}
+	return c, r.runtimeOf(sb), nil
+}
+
+// runningContainer is containerAndRuntime for the calls that need a running
+// process (exec, attach, log reopening): anything else is a precondition
+// failure, not a runtime error.
+func (r *Router) runningContainer(id string) (*sandbox.Container, backends.Runtime, error) {
+	c, rt, err := r.containerAndRuntime(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st := c.Status().State; st != runtime.ContainerState_CONTAINER_RUNNING {
+		return nil, nil, fmt.Errorf("%w: container %s is %s, not running", backends.ErrPrecondition, c.ID, st)
+	}
+	return c, rt, nil
+}
+
+// containersOf lists a pod's containers.
+func (r *Router) containersOf(sandboxID string) []*sandbox.Container {
+	var out []*sandbox.Container
+	for _, c := range r.containers.List() {
+		if c.SandboxID == sandboxID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
