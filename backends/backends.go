@@ -45,6 +45,13 @@ type Sandbox struct {
 	Image string
 	// Dir is a directory of the sandbox's own for resolv.conf, hostname, hosts.
 	Dir string
+	// WaitNetwork, when not nil, waits until the pod's network is set up
+	// (CNI ADD done) and returns its error. RunSandbox runs while CNI
+	// configures NetNSPath, so that the two overlap: a runtime that reads
+	// the netns's interfaces when it creates the sandbox (gVisor's netstack
+	// copies them) calls it first; one that only joins the netns (runc)
+	// needn't. The router waits for the network either way.
+	WaitNetwork func(ctx context.Context) error
 }
 
 // Container is what a runtime needs to create a container.
@@ -121,7 +128,8 @@ type Driver interface {
 // Runtime runs the sandboxes and containers of one handler.
 type Runtime interface {
 	Handler() string
-	// RunSandbox starts the sandbox's pause process in its namespaces.
+	// RunSandbox starts the sandbox's pause process in its namespaces
+	// (see Sandbox.WaitNetwork: the network may still be being set up).
 	RunSandbox(ctx context.Context, sb Sandbox) (TaskState, error)
 	// StopSandbox kills the pause process. A missing sandbox is not an error.
 	StopSandbox(ctx context.Context, id string) error

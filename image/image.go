@@ -72,8 +72,11 @@ type Service struct {
 	snapshotters map[string]string
 	log          *slog.Logger
 
-	mu     sync.Mutex // guards pinned and pullFailed
+	mu     sync.Mutex // guards pinned, pullFailed and sandboxRefs
 	pinned map[string]bool
+	// sandboxRefs are the sandbox images SandboxImage found, by handler:
+	// looked up once, not for every pod (see SandboxImage).
+	sandboxRefs map[string]string
 	// pullFailed is when the configured sandbox image last failed to pull;
 	// until pullRetry has passed, pods use the built-in image without trying again.
 	pullFailed time.Time
@@ -85,7 +88,7 @@ const pullRetry = 5 * time.Minute
 // New returns the image service. snapshotters maps each handler to its
 // snapshotter; the entry for "" is used for requests that name no handler.
 func New(store Store, builtin Builtin, sandboxImage string, snapshotters map[string]string, log *slog.Logger) *Service {
-	return &Service{store: store, builtin: builtin, sandboxImage: sandboxImage, snapshotters: snapshotters, log: log, pinned: map[string]bool{}}
+	return &Service{store: store, builtin: builtin, sandboxImage: sandboxImage, snapshotters: snapshotters, log: log, pinned: map[string]bool{}, sandboxRefs: map[string]string{}}
 }
 
 // Normalize turns a user's reference into the full name the store uses
@@ -193,6 +196,7 @@ func (s *Service) Remove(ctx context.Context, spec *runtime.ImageSpec) error {
 	if err != nil {
 		return err
 	}
+	defer s.ForgetSandboxImage()
 	return s.store.Remove(ctx, img.ID)
 }
 
@@ -211,11 +215,42 @@ func (s *Service) Pinned(id string) bool {
 // SandboxImage makes sure a sandbox image is present for handler and returns
 // its reference: the configured one if it is there or can be pulled, else the
 // built-in pause image. The image it returns is pinned.
+//
+// What it found is remembered per handler and returned without asking the
+// store again (the runtime finds the image itself, and a pod whose sandbox
+// image went missing calls ForgetSandboxImage); the built-in image is
+// remembered until the configured one may be tried again.
 func (s *Service) SandboxImage(ctx context.Context, handler string) (string, error) {
 	ref, err := Normalize(s.sandboxImage)
 	if err != nil {
 		return "", fmt.Errorf("sandbox_image: %w", err)
 	}
+	s.mu.Lock()
+	known, ok := s.sandboxRefs[handler]
+	s.mu.Unlock()
+	if ok && (known == ref || !s.mayRetryPull()) {
+		return known, nil
+	}
+	name, err := s.findSandboxImage(ctx, handler, ref)
+	if err == nil {
+		s.mu.Lock()
+		s.sandboxRefs[handler] = name
+		s.mu.Unlock()
+	}
+	return name, err
+}
+
+// ForgetSandboxImage makes SandboxImage look the sandbox images up again
+// (a runtime did not find the one it was given).
+func (s *Service) ForgetSandboxImage() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.sandboxRefs)
+}
+
+// findSandboxImage is SandboxImage's lookup: ref if present or pullable,
+// else the built-in pause image.
+func (s *Service) findSandboxImage(ctx context.Context, handler, ref string) (string, error) {
 	img, err := s.store.Get(ctx, ref)
 	if err != nil && s.mayRetryPull() {
 		img, err = s.store.Pull(ctx, ref, nil, s.Snapshotter(handler))

@@ -5,12 +5,14 @@ import (
 	"strings"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/sandbox"
 )
 
 // ListContainerStats reports the resource use of running containers matching the filter.
 func (r *Router) ListContainerStats(ctx context.Context, req *runtime.ListContainerStatsRequest) (*runtime.ListContainerStatsResponse, error) {
 	f := req.GetFilter()
-	out := &runtime.ListContainerStatsResponse{}
+	var sel []*sandbox.Container
 	for _, c := range r.containers.List() {
 		if c.Status().State != runtime.ContainerState_CONTAINER_RUNNING {
 			continue
@@ -26,12 +28,15 @@ func (r *Router) ListContainerStats(ctx context.Context, req *runtime.ListContai
 				continue
 			}
 		}
+		sel = append(sel, c)
+	}
+	out := &runtime.ListContainerStatsResponse{}
+	out.Stats = gatherStats(sel, func(c *sandbox.Container) *runtime.ContainerStats {
 		st, err := r.stats(ctx, c)
 		if err != nil {
 			r.log.Debug("container stats", "id", c.ID, "error", err)
-			continue
 		}
-		out.Stats = append(out.Stats, st)
-	}
+		return st
+	})
 	return out, nil
 }

@@ -20,13 +20,18 @@ type fakeRuntime struct {
 
 	mu            sync.Mutex
 	RunSandboxErr error
-	CreateErr     error
-	StartErr      error
-	ResizeErr     error
-	calls         []string
-	running       map[string]bool
-	recoverStates map[string]backends.TaskState
-	recoverFailed map[string]error
+	// WaitsForNetwork makes RunSandbox wait for the pod's network first,
+	// as a runtime that reads the netns (gVisor) does.
+	WaitsForNetwork bool
+	// SandboxStarted, when set, is closed by the first RunSandbox.
+	SandboxStarted chan struct{}
+	CreateErr      error
+	StartErr       error
+	ResizeErr      error
+	calls          []string
+	running        map[string]bool
+	recoverStates  map[string]backends.TaskState
+	recoverFailed  map[string]error
 	// gates make a call wait ("StartContainer", "CreateContainer", ...)
 	// until the test closes the channel; entered is told when it waits.
 	gates   map[string]chan struct{}
@@ -71,6 +76,16 @@ func (f *fakeRuntime) Calls() []string {
 func (f *fakeRuntime) Handler() string { return f.name }
 func (f *fakeRuntime) RunSandbox(ctx context.Context, sb backends.Sandbox) (backends.TaskState, error) {
 	f.record("RunSandbox " + sb.ID)
+	if f.SandboxStarted != nil {
+		close(f.SandboxStarted)
+		f.SandboxStarted = nil
+	}
+	if f.WaitsForNetwork && sb.WaitNetwork != nil {
+		if err := sb.WaitNetwork(ctx); err != nil {
+			return backends.TaskState{}, err
+		}
+		f.record("network ready " + sb.ID)
+	}
 	if f.RunSandboxErr != nil {
 		return backends.TaskState{}, f.RunSandboxErr
 	}

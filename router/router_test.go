@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,11 +32,19 @@ import (
 type fakeCNI struct {
 	mu     sync.Mutex
 	AddErr error
-	adds   int
-	dels   int
+	// AddGate, when set, holds every ADD until it is closed.
+	AddGate chan struct{}
+	adds    int
+	dels    int
 }
 
 func (f *fakeCNI) AddNetworkList(_ context.Context, _ *libcni.NetworkConfigList, _ *libcni.RuntimeConf) (types.Result, error) {
+	f.mu.Lock()
+	gate := f.AddGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.adds++
@@ -64,7 +74,7 @@ type fixture struct {
 	netDir string
 }
 
-func newFixture(t *testing.T, root string) *fixture {
+func newFixture(t testing.TB, root string) *fixture {
 	t.Helper()
 	netDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(netDir, "10.conflist"), []byte(cni.DefaultConflist("n", "b", "10.1.2.0/24", false)), 0o644); err != nil {
@@ -206,24 +216,92 @@ func TestRunPodSandboxRollback(t *testing.T) {
 	}
 }
 
-// CNI failure: the netns goes and nothing is recorded.
+// CNI failure: the sandbox the runtime made meanwhile is removed, the netns
+// goes and nothing is recorded; a runtime that waits for the network gets
+// the CNI error and makes nothing.
 func TestRunPodSandboxCNIFailure(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test creates a network namespace and needs root")
+	}
+	for _, waits := range []bool{false, true} {
+		t.Run(fmt.Sprintf("runtime-waits-for-network=%t", waits), func(t *testing.T) {
+			root := t.TempDir()
+			f := newFixture(t, root)
+			rt := f.drv.Runtime("runc").(*fakeRuntime)
+			rt.WaitsForNetwork = waits
+			f.cni.AddErr = errors.New("no more addresses")
+			_, err := f.r.RunPodSandbox(context.Background(), &runtime.RunPodSandboxRequest{Config: netPod("cnifail")})
+			if err == nil || !strings.Contains(err.Error(), "no more addresses") {
+				t.Fatalf("err = %v", err)
+			}
+			ents, _ := os.ReadDir(filepath.Join(root, "state", "netns"))
+			if len(ents) != 0 {
+				t.Errorf("netns left: %v", ents)
+			}
+			calls := rt.Calls()
+			if len(calls) == 0 || !strings.HasPrefix(calls[0], "RunSandbox ") {
+				t.Fatalf("runtime calls %v: want RunSandbox first", calls)
+			}
+			id := strings.TrimPrefix(calls[0], "RunSandbox ")
+			want := []string{"RunSandbox " + id, "RemoveSandbox " + id}
+			if waits {
+				want = want[:1] // it failed: nothing to remove
+			}
+			if !slices.Equal(calls, want) {
+				t.Errorf("runtime calls %v, want %v", calls, want)
+			}
+			if l, _ := f.r.ListPodSandbox(context.Background(), &runtime.ListPodSandboxRequest{}); len(l.Items) != 0 {
+				t.Errorf("pods listed after the failure: %v", l.Items)
+			}
+		})
+	}
+}
+
+// The runtime starts the sandbox while CNI sets the network up (the CNI ADD
+// here only returns once RunSandbox was called); a runtime that reads the
+// netns waits for the ADD.
+func TestRunPodSandboxOverlapsNetwork(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test creates a network namespace and needs root")
 	}
 	root := t.TempDir()
 	f := newFixture(t, root)
-	f.cni.AddErr = errors.New("no more addresses")
-	_, err := f.r.RunPodSandbox(context.Background(), &runtime.RunPodSandboxRequest{Config: netPod("cnifail")})
-	if err == nil || !strings.Contains(err.Error(), "no more addresses") {
-		t.Fatalf("err = %v", err)
+	rt := f.drv.Runtime("runc").(*fakeRuntime)
+	gate := make(chan struct{})
+	rt.SandboxStarted = gate
+	f.cni.AddGate = gate
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	remove := func(id string) {
+		t.Cleanup(func() {
+			_, _ = f.r.StopPodSandbox(context.Background(), &runtime.StopPodSandboxRequest{PodSandboxId: id})
+			_, _ = f.r.RemovePodSandbox(context.Background(), &runtime.RemovePodSandboxRequest{PodSandboxId: id})
+		})
 	}
-	ents, _ := os.ReadDir(filepath.Join(root, "state", "netns"))
-	if len(ents) != 0 {
-		t.Errorf("netns left: %v", ents)
+	resp, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: netPod("overlap")})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(f.drv.Runtime("runc").(*fakeRuntime).Calls()) != 0 {
-		t.Errorf("runtime called after CNI failure")
+	remove(resp.PodSandboxId)
+	st, err := f.r.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: resp.PodSandboxId})
+	if err != nil || st.Status.Network.Ip != "10.1.2.3" {
+		t.Fatalf("status %v, %v: want the CNI result's IP", st, err)
+	}
+
+	// A runtime that waits: it sees the network ready before it goes on.
+	rt.WaitsForNetwork = true
+	gate = make(chan struct{})
+	f.cni.mu.Lock()
+	f.cni.AddGate = gate
+	f.cni.mu.Unlock()
+	go func() { time.Sleep(50 * time.Millisecond); close(gate) }()
+	resp, err = f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: netPod("overlap2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove(resp.PodSandboxId)
+	if !slices.Contains(rt.Calls(), "network ready "+resp.PodSandboxId) {
+		t.Errorf("calls %v: the runtime did not get past WaitNetwork", rt.Calls())
 	}
 }
 

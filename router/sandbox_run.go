@@ -14,6 +14,8 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/cni"
+	"github.com/crimux/crimux/image"
 	"github.com/crimux/crimux/internal/fault"
 	"github.com/crimux/crimux/sandbox"
 )
@@ -112,7 +114,6 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 	}
 	undo.add(func(context.Context) { _ = os.RemoveAll(dir) })
 
-	st := sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY}
 	hostNet := hostNetwork(cfg)
 	if podUserns != nil {
 		if err := r.createPodUserns(&md, podUserns, hostNet, &undo); err != nil {
@@ -120,15 +121,27 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 		}
 	}
 	if !hostNet {
-		if err := r.setupPodNetwork(&md, &st, &undo); err != nil {
+		if err := r.createPodNetNS(&md, &undo); err != nil {
 			return nil, err
 		}
 	}
-	if err := writeEtcFiles(dir, cfg, st.IPs, hostNet); err != nil {
-		return nil, err
+	// CNI configures the netns while the runtime prepares (and, for runc,
+	// starts) the sandbox: the two are independent until a runtime reads
+	// the netns (Sandbox.WaitNetwork).
+	net := r.startPodNetwork(md, hostNet)
+	sb, runErr := r.runSandbox(ctx, rt, md, net.wait, &undo)
+	ips, netErr := r.podNetworkResult(net, id, &undo)
+	if netErr != nil {
+		return nil, netErr
 	}
-	sb, err := r.runSandbox(ctx, rt, md, st, &undo)
-	if err != nil {
+	if runErr != nil {
+		return nil, runErr
+	}
+	_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
+		s.IPs, s.NetworkReady = ips, !hostNet
+		return s, nil
+	})
+	if err := writeEtcFiles(dir, cfg, ips, hostNet); err != nil {
 		return nil, err
 	}
 	if err := r.ckpt.SaveSandbox(sb); err != nil {
@@ -175,10 +188,8 @@ func (r *Router) createPodUserns(md *sandbox.Metadata, u *runtime.UserNamespace,
 	return nil
 }
 
-// setupPodNetwork gives a pod its network: its netns (made here unless its
-// user namespace made one) and a CNI ADD, whose IPs are the pod's (never
-// read back from the netns: gVisor's netstack removes them from the host side).
-func (r *Router) setupPodNetwork(md *sandbox.Metadata, st *sandbox.Status, undo *cleanup) error {
+// createPodNetNS makes the pod's netns, unless its user namespace made one.
+func (r *Router) createPodNetNS(md *sandbox.Metadata, undo *cleanup) error {
 	id := md.ID
 	p := md.NetNSPath
 	if p == "" {
@@ -194,34 +205,92 @@ func (r *Router) setupPodNetwork(md *sandbox.Metadata, st *sandbox.Status, undo 
 			r.log.Error("roll back netns", "id", id, "error", err)
 		}
 	})
-	pod := r.cniPod(*md)
-	ips, err := r.cni.Setup(pod)
-	if err != nil {
-		return fmt.Errorf("set up pod network: %w", err)
-	}
-	undo.add(func(context.Context) {
-		if err := r.cni.Teardown(pod); err != nil {
-			r.log.Error("roll back pod network", "id", id, "error", err)
-		}
-	})
-	st.IPs = ips
-	st.NetworkReady = true
-	fault.Point("run-sandbox/after-cni")
 	return nil
+}
+
+// podNetwork is a CNI ADD under way.
+type podNetwork struct {
+	done chan struct{}
+	ips  []string
+	err  error
+	pod  cni.Pod
+	set  bool // CNI ADD ran (and succeeded): a DEL is owed on rollback
+}
+
+// startPodNetwork runs the pod's CNI ADD in the background; its IPs are the
+// pod's (never read back from the netns: gVisor's netstack removes them
+// from the host side). A host-network pod has none.
+func (r *Router) startPodNetwork(md sandbox.Metadata, hostNet bool) *podNetwork {
+	n := &podNetwork{done: make(chan struct{})}
+	if hostNet {
+		close(n.done)
+		return n
+	}
+	n.pod = r.cniPod(md)
+	go func() {
+		defer close(n.done)
+		ips, err := r.cni.Setup(n.pod)
+		if err != nil {
+			n.err = fmt.Errorf("set up pod network: %w", err)
+			return
+		}
+		n.ips, n.set = ips, true
+		fault.Point("run-sandbox/after-cni")
+	}()
+	return n
+}
+
+// wait is Sandbox.WaitNetwork.
+func (n *podNetwork) wait(ctx context.Context) error {
+	select {
+	case <-n.done:
+		return n.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// result waits for the CNI ADD to end (even when the request was
+// cancelled: what it made must be known to be undone) and returns the
+// pod's IPs; a CNI DEL is added to undo.
+func (r *Router) podNetworkResult(n *podNetwork, id string, undo *cleanup) ([]string, error) {
+	<-n.done
+	if n.set {
+		pod := n.pod
+		undo.add(func(context.Context) {
+			if err := r.cni.Teardown(pod); err != nil {
+				r.log.Error("roll back pod network", "id", id, "error", err)
+			}
+		})
+	}
+	return n.ips, n.err
 }
 
 // runSandbox starts the pod's sandbox (the pause container, or what the
 // handler runs instead) from the handler's sandbox image, and returns the
 // pod with its pid; recording it is left to the caller.
-func (r *Router) runSandbox(ctx context.Context, rt backends.Runtime, md sandbox.Metadata, st sandbox.Status, undo *cleanup) (*sandbox.Sandbox, error) {
+func (r *Router) runSandbox(ctx context.Context, rt backends.Runtime, md sandbox.Metadata, waitNetwork func(context.Context) error, undo *cleanup) (*sandbox.Sandbox, error) {
 	id := md.ID
 	img, err := r.images.SandboxImage(ctx, md.Handler)
 	if err != nil {
 		return nil, err
 	}
 	md.Image = img
-	sb := sandbox.NewSandbox(md, st)
-	ts, err := rt.RunSandbox(ctx, r.backendSandbox(sb))
+	sb := sandbox.NewSandbox(md, sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY})
+	bs := r.backendSandbox(sb)
+	bs.WaitNetwork = waitNetwork
+	ts, err := rt.RunSandbox(ctx, bs)
+	if errors.Is(err, image.ErrNotFound) {
+		// The sandbox image went away since it was looked up (removed
+		// behind crimux's back): look again, once. The runtime made
+		// nothing before it looked for the image.
+		r.images.ForgetSandboxImage()
+		if bs.Image, err = r.images.SandboxImage(ctx, md.Handler); err != nil {
+			return nil, err
+		}
+		sb = sandbox.NewSandbox(sandboxMetadataWithImage(md, bs.Image), sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY})
+		ts, err = rt.RunSandbox(ctx, bs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q with handler %q: %w", md.Name, md.Handler, err)
 	}
@@ -236,6 +305,11 @@ func (r *Router) runSandbox(ctx context.Context, rt backends.Runtime, md sandbox
 	})
 	fault.Point("run-sandbox/after-pause")
 	return sb, nil
+}
+
+func sandboxMetadataWithImage(md sandbox.Metadata, img string) sandbox.Metadata {
+	md.Image = img
+	return md
 }
 
 // writeEtcFiles writes the pod's hostname, hosts and resolv.conf, which every

@@ -250,5 +250,9 @@ func removeFile(p string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %q: %w", p, err)
 	}
-	return syncDir(filepath.Dir(p))
+	// No directory sync: a removal a power loss undoes brings back the
+	// record of something already gone, which recovery reconciles with
+	// the runtime (reported exited or not ready) and the kubelet removes
+	// again. Writes, which must not be lost, are synced (writeFile).
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/crimux/crimux/backends"
@@ -29,18 +30,11 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 		return backends.User{}, err
 	}
 	ctx = r.d.ctx(ctx)
-	img, err := r.d.client.GetImage(ctx, c.Image)
+	img, info, err := r.resolveImage(ctx, c.Image)
 	if err != nil {
-		return backends.User{}, fmt.Errorf("image %q: %w", c.Image, mapErr(err))
-	}
-	if err := r.ensureUnpacked(ctx, img); err != nil {
 		return backends.User{}, err
 	}
-	ic, err := img.Spec(ctx)
-	if err != nil {
-		return backends.User{}, fmt.Errorf("image %q config: %w", c.Image, mapErr(err))
-	}
-	in, err := r.containerInput(ctx, c, ic.Config)
+	in, err := r.containerInput(ctx, c, info.config.Config)
 	if err != nil {
 		r.cleanupCreate(c.ID)
 		return backends.User{}, err
@@ -51,20 +45,10 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 		r.cleanupCreate(c.ID)
 		return backends.User{}, err
 	}
-	cont, err := r.newContainer(ctx, c, img, ic.Config.StopSignal, specOpts)
+	spec, err := r.newContainer(ctx, c, img, info, specOpts)
 	if err != nil {
 		r.cleanupCreate(c.ID)
 		return backends.User{}, err
-	}
-	spec, err := cont.Spec(ctx)
-	if err != nil {
-		cctx, cancel := r.d.cleanupCtx()
-		defer cancel()
-		if derr := cont.Delete(cctx, client.WithSnapshotCleanup); derr != nil && !isNotFound(derr) {
-			r.d.log.Warn("roll back container", "id", c.ID, "error", derr)
-		}
-		r.cleanupCreate(c.ID)
-		return backends.User{}, fmt.Errorf("read the spec of container %s: %w", c.ID, mapErr(err))
 	}
 	return userOf(spec.Process.User), nil
 }
@@ -153,7 +137,7 @@ func resolveHostPaths(mounts []*runtime.Mount) (map[int]string, error) {
 
 // newContainer creates the containerd container with its labels (what
 // crimux needs to find it again after a restart) and a new snapshot.
-func (r *Runtime) newContainer(ctx context.Context, c backends.Container, img client.Image, stopSignal string, specOpts []oci.SpecOpts) (client.Container, error) {
+func (r *Runtime) newContainer(ctx context.Context, c backends.Container, img client.Image, info imageInfo, specOpts []oci.SpecOpts) (*oci.Spec, error) {
 	rtOpts, err := r.kind.shimOptions()
 	if err != nil {
 		return nil, err
@@ -174,20 +158,18 @@ func (r *Runtime) newContainer(ctx context.Context, c backends.Container, img cl
 		labelLogPath:  c.LogPath,
 		labelStdin:    stdin,
 		labelTTY:      fmt.Sprint(c.Config.Tty),
-		labelStopSig:  stopSignal,
+		labelStopSig:  info.config.Config.StopSignal,
 	}
-	cont, err := r.d.client.NewContainer(ctx, c.ID,
-		client.WithSnapshotter(r.opts.Snapshotter),
-		client.WithNewSnapshot(c.ID, img, snapshotOpts(c.Sandbox)...),
-		client.WithImageName(img.Name()),
-		client.WithNewSpec(specOpts...),
+	_, spec, err := r.newContainerFromImage(ctx, c.ID, img, info, snapshotOpts(c.Sandbox), specOpts,
 		client.WithRuntime(r.opts.RuntimeType, rtOpts),
 		client.WithContainerLabels(labels),
+		// Its task joins the pause container's shim directly (podgroup.go).
+		client.WithSandbox(c.Sandbox.ID),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", mapErr(err))
 	}
-	return cont, nil
+	return spec, nil
 }
 
 // userOf is the identity a spec's process runs with, groups once each.
@@ -222,10 +204,12 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskS
 	if err != nil {
 		return backends.TaskState{}, mapErr(err)
 	}
-	labels, err := cont.Labels(ctx)
+	// LoadContainer just read the container: no second Get for its labels.
+	info, err := cont.Info(ctx, client.WithoutRefreshedMetadata)
 	if err != nil {
 		return backends.TaskState{}, mapErr(err)
 	}
+	labels := info.Labels
 	cio_, err := newContainerIO(logOf(labels), labels[labelStdin] != "", labels[labelStdin] == "once")
 	if err != nil {
 		return backends.TaskState{}, err
@@ -258,30 +242,69 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, timeout time.Dur
 
 // RemoveContainer implements backends.Runtime.
 func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
-	if err := r.stop(ctx, id, syscall.SIGKILL, 0); err != nil {
-		return err
+	// The usual case is a container whose exit was already handled: its
+	// task is gone and there is nothing to stop or to look up for it.
+	taskGone := r.d.proc(id) == nil && !r.d.hasTask(ctx, id)
+	if !taskGone {
+		if err := r.stop(ctx, id, syscall.SIGKILL, 0); err != nil {
+			return err
+		}
 	}
-	return r.deleteContainer(ctx, id)
+	return r.deleteContainer(ctx, id, taskGone)
 }
 
-func (r *Runtime) deleteContainer(ctx context.Context, id string) error {
+// deleteContainer deletes a container, its task (unless taskGone says it
+// is known to be gone), its rootfs snapshot, image volumes and fifos.
+func (r *Runtime) deleteContainer(ctx context.Context, id string, taskGone bool) error {
 	ctx = r.d.ctx(ctx)
-	cont, err := r.d.client.LoadContainer(ctx, id)
-	if err != nil {
-		if isNotFound(err) {
-			return nil
+	// A container whose exit this crimux handled was made by it, with its
+	// rootfs snapshot keyed by its ID in the handler's snapshotter: nothing
+	// to look up first.
+	info := containers.Container{ID: id, Snapshotter: r.opts.Snapshotter, SnapshotKey: id}
+	if !r.d.sawExit(id) {
+		var err error
+		if info, err = r.d.client.ContainerService().Get(ctx, id); err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return mapErr(err)
 		}
-		return mapErr(err)
 	}
-	// A task that never started (or a failed one) may still exist.
-	if task, err := cont.Task(ctx, nil); err == nil {
-		if err := r.d.deleteTask(ctx, task); err != nil && !isNotFound(err) {
-			return fmt.Errorf("delete task of %s: %w", id, mapErr(err))
+	if !taskGone {
+		// A task that never started (or a failed one) may still exist.
+		if cont, err := r.d.client.LoadContainer(ctx, id); err == nil {
+			if task, err := cont.Task(ctx, nil); err == nil {
+				if err := r.d.deleteTask(ctx, task); err != nil && !isNotFound(err) {
+					return fmt.Errorf("delete task of %s: %w", id, mapErr(err))
+				}
+			}
 		}
 	}
-	if err := cont.Delete(ctx, client.WithSnapshotCleanup); err != nil && !isNotFound(err) {
+	// The rootfs and the container go at once: neither needs the other
+	// (a snapshot the container no longer references is only removed
+	// sooner).
+	snapErr := make(chan error, 1)
+	go func() {
+		if info.SnapshotKey == "" {
+			snapErr <- nil
+			return
+		}
+		err := r.d.client.SnapshotService(info.Snapshotter).Remove(ctx, info.SnapshotKey)
+		if err != nil && !isNotFound(err) {
+			err = fmt.Errorf("delete rootfs of container %s: %w", id, mapErr(err))
+		} else {
+			err = nil
+		}
+		snapErr <- err
+	}()
+	if err := r.d.client.ContainerService().Delete(ctx, id); err != nil && !isNotFound(err) {
+		<-snapErr
 		return fmt.Errorf("delete container %s: %w", id, mapErr(err))
 	}
+	if err := <-snapErr; err != nil {
+		return err
+	}
+	r.d.forgetTaskGone(id)
 	if err := r.removeImageVolumes(ctx, id); err != nil {
 		return err
 	}

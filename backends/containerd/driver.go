@@ -94,10 +94,17 @@ type Driver struct {
 	watchOnce sync.Once
 	stop      context.CancelFunc // ends the event watch
 	images    *Images
+	// imageCache is what image manifests say, read once (imagecache.go).
+	imageCache *imageCache
+	// leases are those container creation holds (leases.go).
+	leases *leasePool
 
-	mu       sync.Mutex // guards runtimes and procs
+	mu       sync.Mutex // guards runtimes, procs and taskGone
 	runtimes map[string]backends.Runtime
 	procs    map[string]*proc
+	// taskGone names those whose exit watch handled and whose task it
+	// deleted, until they are removed.
+	taskGone map[string]bool
 }
 
 var _ backends.Driver = (*Driver)(nil)
@@ -126,8 +133,10 @@ func New(o Options) (*Driver, error) {
 		c.Close()
 		return nil, err
 	}
-	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, cgroups: detectCgroups(), lsm: hostLSM{AppArmor: apparmor.HostSupports(), SELinux: detectSELinux()}, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}}
+	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, cgroups: detectCgroups(), lsm: hostLSM{AppArmor: apparmor.HostSupports(), SELinux: detectSELinux()}, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}, taskGone: map[string]bool{}}
 	d.images = &Images{d: d, pulls: map[string]*refLock{}, known: map[digest.Digest]entryInfo{}}
+	d.imageCache = newImageCache()
+	d.leases = &leasePool{d: d}
 	for _, dir := range []string{filepath.Join(o.StateDir, "io"), filepath.Join(o.StateDir, "sandboxes")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			c.Close()
@@ -258,6 +267,9 @@ func (d *Driver) Version(ctx context.Context) (string, error) {
 // Close implements backends.Driver.
 func (d *Driver) Close() error {
 	d.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	d.leases.drain(ctx)
+	cancel()
 	return d.client.Close()
 }
 

@@ -308,6 +308,8 @@ func (s *Images) Remove(ctx context.Context, id string) error {
 			return fmt.Errorf("remove image %q: %w", n, err)
 		}
 	}
+	// Its snapshots may be collected now; unpacked marks are checked again.
+	s.d.imageCache.forgetUnpacked()
 	return nil
 }
 

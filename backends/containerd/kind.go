@@ -26,6 +26,10 @@ type handlerKind interface {
 	checkContainer(c backends.Container) error
 	// policy says how the spec builder treats this kind.
 	policy() specPolicy
+	// readsNetworkAtCreate: the runtime reads the pod's netns when the
+	// sandbox's task is created (a netstack or a VM copies its interfaces),
+	// so that must wait for CNI; runc only joins the netns.
+	readsNetworkAtCreate() bool
 }
 
 // containerWatcher is a kind that follows running containers (gVisor's
@@ -98,6 +102,7 @@ func (k *runcKind) features(p probedFeatures) *runtime.RuntimeHandlerFeatures {
 func (k *runcKind) checkSandbox(backends.Sandbox) error     { return nil }
 func (k *runcKind) checkContainer(backends.Container) error { return nil }
 func (k *runcKind) policy() specPolicy                      { return specPolicy{} }
+func (k *runcKind) readsNetworkAtCreate() bool              { return false }
 
 // shimKind is a handler of any other containerd shim: crimux passes it no
 // options of its own and claims no features for it.
@@ -112,3 +117,6 @@ func (shimKind) features(probedFeatures) *runtime.RuntimeHandlerFeatures {
 func (shimKind) checkSandbox(backends.Sandbox) error     { return nil }
 func (shimKind) checkContainer(backends.Container) error { return nil }
 func (shimKind) policy() specPolicy                      { return specPolicy{} }
+
+// readsNetworkAtCreate: an unknown shim may (VM runtimes do).
+func (shimKind) readsNetworkAtCreate() bool { return true }

@@ -209,7 +209,9 @@ func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]strin
 	}
 	vols, err := d.sweepImageVolumes(ctx, known)
 	removed = append(removed, vols...)
-	return removed, errors.Join(append(errs, err)...)
+	groups, gerr := d.sweepPodGroups(ctx, known)
+	removed = append(removed, groups...)
+	return removed, errors.Join(append(errs, err, gerr)...)
 }
 
 // sweepImageVolumes removes the image volumes a crash left for containers

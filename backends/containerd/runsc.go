@@ -73,6 +73,10 @@ func (k *runscKind) features(probedFeatures) *runtime.RuntimeHandlerFeatures {
 	return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true}
 }
 
+// readsNetworkAtCreate: runsc copies the netns's addresses and routes into
+// its netstack when it creates the sandbox.
+func (k *runscKind) readsNetworkAtCreate() bool { return true }
+
 func (k *runscKind) policy() specPolicy {
 	return specPolicy{rroNative: true, podLimitsOnSandbox: true}
 }

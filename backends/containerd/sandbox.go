@@ -24,25 +24,18 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 		return backends.TaskState{}, err
 	}
 	ctx = r.d.ctx(ctx)
-	img, err := r.d.client.GetImage(ctx, sb.Image)
+	img, info, err := r.resolveImage(ctx, sb.Image)
 	if err != nil {
-		return backends.TaskState{}, fmt.Errorf("sandbox image %q: %w", sb.Image, mapErr(err))
-	}
-	if err := r.ensureUnpacked(ctx, img); err != nil {
-		return backends.TaskState{}, err
+		return backends.TaskState{}, fmt.Errorf("sandbox image: %w", err)
 	}
 	if err := checkSELinux("linux.security_context.selinux_options", sb.Config.GetLinux().GetSecurityContext().GetSelinuxOptions(), r.d.lsm); err != nil {
 		return backends.TaskState{}, err
-	}
-	ic, err := img.Spec(ctx)
-	if err != nil {
-		return backends.TaskState{}, fmt.Errorf("sandbox image %q config: %w", sb.Image, mapErr(err))
 	}
 	hostname, err := podHostname(sb)
 	if err != nil {
 		return backends.TaskState{}, err
 	}
-	specOpts, err := sandboxSpec(sandboxSpecInput{Sandbox: sb, Image: ic.Config, Hostname: hostname,
+	specOpts, err := sandboxSpec(sandboxSpecInput{Sandbox: sb, Image: info.config.Config, Hostname: hostname,
 		Policy: r.kind.policy(), Node: r.d.node(), PodAnnotations: r.opts.PodAnnotations})
 	if err != nil {
 		return backends.TaskState{}, err
@@ -62,11 +55,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 		return backends.TaskState{}, err
 	}
 	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name, labelInstance: r.d.opts.Instance}
-	cont, err := r.d.client.NewContainer(ctx, sb.ID,
-		client.WithSnapshotter(r.opts.Snapshotter),
-		client.WithNewSnapshot(sb.ID, img, snapshotOpts(sb)...),
-		client.WithImageName(img.Name()),
-		client.WithNewSpec(specOpts...),
+	cont, _, err := r.newContainerFromImage(ctx, sb.ID, img, info, snapshotOpts(sb), specOpts,
 		client.WithRuntime(r.opts.RuntimeType, rtOpts),
 		client.WithContainerLabels(labels),
 	)
@@ -82,6 +71,23 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 			}
 		}
 	}()
+	if err := r.createPodGroup(ctx, sb.ID); err != nil {
+		return backends.TaskState{}, err
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := r.d.cleanupCtx()
+			defer cancel()
+			if err := r.d.deletePodGroup(cctx, sb.ID); err != nil {
+				r.d.log.Warn("roll back pod's sandbox store record", "id", sb.ID, "error", err)
+			}
+		}
+	}()
+	if sb.WaitNetwork != nil && r.kind.readsNetworkAtCreate() {
+		if err := sb.WaitNetwork(ctx); err != nil {
+			return backends.TaskState{}, err
+		}
+	}
 	p, err := r.d.startTask(ctx, cont, sb.ID, cio.NullIO, nil, nil)
 	if err != nil {
 		return backends.TaskState{}, fmt.Errorf("start pause container with %s: %w", r.opts.RuntimeType, err)
@@ -137,7 +143,10 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 	if err := r.stop(ctx, id, syscall.SIGKILL, 0); err != nil {
 		return err
 	}
-	if err := r.deleteContainer(ctx, id); err != nil {
+	if err := r.deleteContainer(ctx, id, false); err != nil {
+		return err
+	}
+	if err := r.d.deletePodGroup(ctx, id); err != nil {
 		return err
 	}
 	r.d.unmountShm(id)

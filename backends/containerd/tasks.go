@@ -67,8 +67,9 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 				d.log.Warn("record the exit on the container", "id", p.id, "error", err)
 			}
 		}
-		if _, err := p.task.Delete(ctx); err != nil && !isNotFound(err) {
-			d.log.Warn("delete exited task", "id", p.id, "error", err)
+		_, derr := p.task.Delete(ctx)
+		if derr != nil && !isNotFound(derr) {
+			d.log.Warn("delete exited task", "id", p.id, "error", derr)
 		}
 		cancel()
 		if p.io != nil {
@@ -80,6 +81,9 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 		d.mu.Lock()
 		if d.procs[p.id] == p {
 			delete(d.procs, p.id)
+			if derr == nil || isNotFound(derr) {
+				d.taskGone[p.id] = true
+			}
 		}
 		d.mu.Unlock()
 		// Tell the listener first: whoever waits on done (StopContainer)
@@ -308,6 +312,30 @@ func (r *Runtime) adopt(ctx context.Context, id string) (*proc, error) {
 // was created and never started is killed and deleted through the task
 // service, without waiting for an exit: gVisor's shim reports none for a
 // sandbox that never started, and the client's kill-and-wait would hang.
+// sawExit says whether this crimux handled the exit of id's task and
+// deleted it (watch).
+func (d *Driver) sawExit(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.taskGone[id]
+}
+
+// hasTask says whether containerd may have a task for id: not if its exit
+// was handled (watch deleted it), else only a clear NotFound says it has none.
+func (d *Driver) hasTask(ctx context.Context, id string) bool {
+	if d.sawExit(id) {
+		return false
+	}
+	_, err := d.client.TaskService().Get(d.ctx(ctx), &tasksapi.GetRequest{ContainerID: id})
+	return !isNotFound(err)
+}
+
+func (d *Driver) forgetTaskGone(id string) {
+	d.mu.Lock()
+	delete(d.taskGone, id)
+	d.mu.Unlock()
+}
+
 func (d *Driver) deleteTask(ctx context.Context, task client.Task) error {
 	st, err := task.Status(ctx)
 	if err != nil {

@@ -61,10 +61,16 @@ func (e *Env) StartContainerdCRI(name string) (*ContainerdCRI, error) {
 	if err := os.MkdirAll(filepath.Join(c.Dir, "net.d"), 0o755); err != nil {
 		return nil, err
 	}
-	// A subnet next to the run's own: 10.<b>.<c+128 mod 256>.0/24.
-	parts := strings.Split(strings.TrimSuffix(e.Subnet, ".0/24"), ".")
+	// A subnet next to the run's own: 10.<b>.<c+128+name mod 256>.0/24, or
+	// for a /22 (WideSubnets) the /22 at c+128.
+	prefix, bits, _ := strings.Cut(e.Subnet, "/")
+	parts := strings.Split(prefix, ".")
 	third, _ := strconv.Atoi(parts[2])
-	c.Subnet = fmt.Sprintf("%s.%s.%d.0/24", parts[0], parts[1], (third+128+int(name[0]))%256)
+	if bits == "24" {
+		c.Subnet = fmt.Sprintf("%s.%s.%d.0/24", parts[0], parts[1], (third+128+int(name[0]))%256)
+	} else {
+		c.Subnet = fmt.Sprintf("%s.%s.%d.0/%s", parts[0], parts[1], (third+128)%256, bits)
+	}
 	conflist := cni.DefaultConflist("crimux-cri-"+e.RunID+name, c.Bridge, c.Subnet, false)
 	conflist = strings.Replace(conflist, `"type": "host-local",`, fmt.Sprintf(`"type": "host-local", "dataDir": %q,`, filepath.Join(c.Dir, "ipam")), 1)
 	if err := os.WriteFile(filepath.Join(c.Dir, "net.d", "10-test.conflist"), []byte(conflist), 0o644); err != nil {
@@ -167,6 +173,14 @@ state = %q
 		time.Sleep(200 * time.Millisecond)
 	}
 	return c, nil
+}
+
+// PID is the daemon's pid, or 0.
+func (c *ContainerdCRI) PID() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
 }
 
 // Stop stops the daemon; its pods are left to the run's cleanup.

@@ -83,6 +83,12 @@ type Options struct {
 	MirrorHosts []string
 	// LogLevel is crimux's log level (default debug).
 	LogLevel string
+	// Release builds crimux as `make build` does: without the fault points
+	// tests trigger (benchmarks measure the binary operators run).
+	Release bool
+	// WideSubnets gives the run's networks (crimux's and a containerd CRI's)
+	// a /22 each instead of a /24: room for 1000 pods, not 250.
+	WideSubnets bool
 }
 
 func randHex(n int) string {
@@ -123,6 +129,9 @@ func Start(o Options) (_ *Env, retErr error) {
 	commit, _ := run(o.RepoRoot, nil, "git", "describe", "--tags", "--always", "--dirty")
 	ldflags := "-X github.com/crimux/crimux/router.Commit=" + strings.TrimSpace(string(commit))
 	args := []string{"build", "-tags", "crimux_fault", "-ldflags", ldflags, "-o", e.CrimuxBin}
+	if o.Release {
+		args = []string{"build", "-ldflags", ldflags, "-o", e.CrimuxBin}
+	}
 	if Race() {
 		args = append(args, "-race")
 	}
@@ -161,6 +170,10 @@ func Start(o Options) (_ *Env, retErr error) {
 	b, _ := strconv.ParseUint(id[:2], 16, 8)
 	c, _ := strconv.ParseUint(id[2:4], 16, 8)
 	e.Subnet = fmt.Sprintf("10.%d.%d.0/24", 200+b%50, c)
+	if o.WideSubnets {
+		c = c % 128 &^ 3
+		e.Subnet = fmt.Sprintf("10.%d.%d.0/22", 200+b%50, c)
+	}
 	e.Gateway = fmt.Sprintf("10.%d.%d.1", 200+b%50, c)
 	netDir := filepath.Join(e.Dir, "net.d")
 	_ = os.MkdirAll(netDir, 0o755)
@@ -306,6 +319,22 @@ func waitSocket(p string, d time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("socket %s did not appear in %s", p, d)
+}
+
+// CrimuxPID is the running crimux's pid, or 0.
+func (e *Env) CrimuxPID() int {
+	if e.crimux == nil || e.crimux.Process == nil {
+		return 0
+	}
+	return e.crimux.Process.Pid
+}
+
+// ContainerdPID is the pid of the containerd crimux drives, or 0.
+func (e *Env) ContainerdPID() int {
+	if e.ctrd == nil || e.ctrd.Process == nil {
+		return 0
+	}
+	return e.ctrd.Process.Pid
 }
 
 // StartCrimux starts `crimux serve` and connects the CRI clients.

@@ -1,0 +1,191 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/crimux/crimux/image"
+)
+
+// On the hot path (every sandbox and container) crimux needs an image's
+// config and its rootfs's chain ID, and to know it is unpacked. Asking
+// containerd each time costs several content-store reads and a snapshot
+// stat per call; what a manifest says never changes (it is addressed by its
+// digest), so it is read once. Whether it is unpacked can change (a removed
+// image's snapshots are collected): that is remembered too, and forgotten
+// when a rootfs can't be prepared from it.
+
+// imageInfo is what a manifest says that a container is made from.
+type imageInfo struct {
+	config  ocispec.Image
+	chainID string
+}
+
+// imageCache holds imageInfo by manifest digest, and which manifests are
+// known unpacked with which snapshotter.
+type imageCache struct {
+	mu       sync.Mutex
+	info     map[digest.Digest]imageInfo
+	unpacked map[unpackKey]bool
+}
+
+type unpackKey struct {
+	manifest    digest.Digest
+	snapshotter string
+}
+
+func newImageCache() *imageCache {
+	return &imageCache{info: map[digest.Digest]imageInfo{}, unpacked: map[unpackKey]bool{}}
+}
+
+func (c *imageCache) get(dg digest.Digest) (imageInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i, ok := c.info[dg]
+	return i, ok
+}
+
+func (c *imageCache) put(dg digest.Digest, i imageInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.info[dg] = i
+}
+
+func (c *imageCache) isUnpacked(k unpackKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unpacked[k]
+}
+
+func (c *imageCache) setUnpacked(k unpackKey, v bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v {
+		c.unpacked[k] = true
+	} else {
+		delete(c.unpacked, k)
+	}
+}
+
+// forgetUnpacked drops every unpacked mark (an image was removed: its
+// snapshots may go with it).
+func (c *imageCache) forgetUnpacked() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.unpacked)
+}
+
+// resolveImage finds an image by name (one call to containerd) and returns
+// it with what its manifest says, unpacked with the handler's snapshotter.
+// A missing image is image.ErrNotFound.
+func (r *Runtime) resolveImage(ctx context.Context, name string) (client.Image, imageInfo, error) {
+	img, err := r.d.client.GetImage(ctx, name)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, imageInfo{}, fmt.Errorf("image %q: %w", name, image.ErrNotFound)
+		}
+		return nil, imageInfo{}, fmt.Errorf("image %q: %w", name, mapErr(err))
+	}
+	dg := img.Target().Digest
+	info, ok := r.d.imageCache.get(dg)
+	if !ok {
+		ic, err := img.Spec(ctx)
+		if err != nil {
+			return nil, imageInfo{}, fmt.Errorf("image %q config: %w", name, mapErr(err))
+		}
+		diffIDs, err := img.RootFS(ctx)
+		if err != nil {
+			return nil, imageInfo{}, fmt.Errorf("image %q layers: %w", name, mapErr(err))
+		}
+		info = imageInfo{config: ic, chainID: identity.ChainID(diffIDs).String()}
+		r.d.imageCache.put(dg, info)
+	}
+	if err := r.unpack(ctx, img, false); err != nil {
+		return nil, imageInfo{}, err
+	}
+	return img, info, nil
+}
+
+// unpack makes sure img is unpacked with the handler's snapshotter; force
+// checks again what the cache says.
+func (r *Runtime) unpack(ctx context.Context, img client.Image, force bool) error {
+	k := unpackKey{img.Target().Digest, r.opts.Snapshotter}
+	if !force && r.d.imageCache.isUnpacked(k) {
+		return nil
+	}
+	if err := r.ensureUnpacked(ctx, img); err != nil {
+		r.d.imageCache.setUnpacked(k, false)
+		return err
+	}
+	r.d.imageCache.setUnpacked(k, true)
+	return nil
+}
+
+// newContainerFromImage creates a containerd container with a rootfs
+// prepared from img (as client.WithNewSnapshot does, without reading the
+// image's content again) and the spec specOpts build; it returns the spec.
+func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, specOpts []oci.SpecOpts, opts ...client.NewContainerOpts) (client.Container, *oci.Spec, error) {
+	var spec *oci.Spec
+	all := append([]client.NewContainerOpts{r.withRootfs(id, img, info, snapOpts), withSpecOf(&spec, specOpts)}, opts...)
+	// The lease is made ahead and deleted after this returns (leases.go).
+	lctx, release, err := r.d.leases.with(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	cont, err := r.d.client.NewContainer(lctx, id, all...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cont, spec, nil
+}
+
+// withRootfs prepares the container's rootfs snapshot on the image's
+// chain. Options that remap IDs (a pod user namespace) take containerd's
+// own path, which checks the snapshotter can.
+func (r *Runtime) withRootfs(id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt) client.NewContainerOpts {
+	if len(snapOpts) > 0 {
+		return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
+			c.Snapshotter = r.opts.Snapshotter
+			return client.WithNewSnapshot(id, img, snapOpts...)(ctx, cl, c)
+		}
+	}
+	return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
+		sn := cl.SnapshotService(r.opts.Snapshotter)
+		_, err := sn.Prepare(ctx, id, info.chainID)
+		if isNotFound(err) {
+			// The image's snapshots were collected since it was unpacked.
+			if uerr := r.unpack(ctx, img, true); uerr != nil {
+				return uerr
+			}
+			_, err = sn.Prepare(ctx, id, info.chainID)
+		}
+		if err != nil {
+			return err
+		}
+		c.Snapshotter, c.SnapshotKey, c.Image = r.opts.Snapshotter, id, img.Name()
+		return nil
+	}
+}
+
+// withSpecOf builds the container's spec, as client.WithNewSpec does, and
+// keeps it in *out so that nothing has to read it back from containerd.
+func withSpecOf(out **oci.Spec, specOpts []oci.SpecOpts) client.NewContainerOpts {
+	return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
+		s, err := oci.GenerateSpec(ctx, cl, c, specOpts...)
+		if err != nil {
+			return err
+		}
+		*out = s
+		return client.WithSpec(s)(ctx, cl, c)
+	}
+}

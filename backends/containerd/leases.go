@@ -1,0 +1,120 @@
+package containerd
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/leases"
+)
+
+// Making a container holds a lease on what it prepares (the rootfs
+// snapshot) until the container that references it exists, so that
+// containerd's garbage collector can't take it in between. client.NewContainer
+// creates that lease and deletes it on the way out: two metadata commits,
+// each a disk sync, on the path of every CreateContainer and RunPodSandbox.
+// leasePool takes both off that path: a lease is made ahead of time, and
+// deleted after the call has returned. A lease a crash leaves behind
+// expires (leaseTTL) and containerd's collector removes it.
+
+const (
+	leaseTTL  = time.Hour
+	leaseKeep = 2 // leases made ahead
+)
+
+type leasePool struct {
+	d     *Driver
+	mu    sync.Mutex
+	ready []leases.Lease
+	// filling is set while a goroutine makes leases ahead.
+	filling bool
+}
+
+// with returns ctx holding a lease, and a release that deletes the lease
+// in the background.
+func (p *leasePool) with(ctx context.Context) (context.Context, func(), error) {
+	ctx = p.d.ctx(ctx)
+	l, ok := p.take()
+	if !ok {
+		var err error
+		if l, err = p.create(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	p.fill()
+	release := func() {
+		go func() {
+			cctx, cancel := p.d.cleanupCtx()
+			defer cancel()
+			if err := p.d.client.LeasesService().Delete(cctx, l); err != nil && !isNotFound(err) {
+				p.d.log.Debug("delete lease", "lease", l.ID, "error", err)
+			}
+		}()
+	}
+	return leases.WithLease(ctx, l.ID), release, nil
+}
+
+func (p *leasePool) take() (leases.Lease, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.ready); n > 0 {
+		l := p.ready[n-1]
+		p.ready = p.ready[:n-1]
+		// One made ahead long ago may be near its expiry: not used.
+		if exp, err := time.Parse(time.RFC3339, l.Labels["containerd.io/gc.expire"]); err == nil && time.Until(exp) > leaseTTL/2 {
+			return l, true
+		}
+	}
+	return leases.Lease{}, false
+}
+
+func (p *leasePool) create(ctx context.Context) (leases.Lease, error) {
+	return p.d.client.LeasesService().Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseTTL),
+		leases.WithLabel("io.crimux/lease", "container-create"))
+}
+
+// fill makes leases ahead, up to leaseKeep, in the background.
+func (p *leasePool) fill() {
+	p.mu.Lock()
+	if p.filling || len(p.ready) >= leaseKeep {
+		p.mu.Unlock()
+		return
+	}
+	p.filling = true
+	p.mu.Unlock()
+	go func() {
+		defer func() {
+			p.mu.Lock()
+			p.filling = false
+			p.mu.Unlock()
+		}()
+		for {
+			p.mu.Lock()
+			full := len(p.ready) >= leaseKeep
+			p.mu.Unlock()
+			if full {
+				return
+			}
+			ctx, cancel := p.d.cleanupCtx()
+			l, err := p.create(ctx)
+			cancel()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.ready = append(p.ready, l)
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// drain deletes the leases made ahead (the driver is closing).
+func (p *leasePool) drain(ctx context.Context) {
+	p.mu.Lock()
+	ready := p.ready
+	p.ready = nil
+	p.mu.Unlock()
+	for _, l := range ready {
+		_ = p.d.client.LeasesService().Delete(p.d.ctx(ctx), l)
+	}
+}
