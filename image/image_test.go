@@ -37,6 +37,7 @@ func TestNormalize(t *testing.T) {
 const sixtyFour = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 type store struct {
+	gets  int
 	imgs  map[string]Image
 	pulls int
 	Err   error
@@ -51,6 +52,7 @@ func (s *store) Pull(ctx context.Context, ref string, a *Auth, sn string) (Image
 }
 func (s *store) List(ctx context.Context) ([]Image, error) { return nil, nil }
 func (s *store) Get(ctx context.Context, ref string) (Image, error) {
+	s.gets++
 	if i, ok := s.imgs[ref]; ok {
 		return i, nil
 	}
@@ -85,6 +87,40 @@ func TestSandboxImageFallsBackAndPins(t *testing.T) {
 	}
 	if img := s.ToCRI(Image{ID: "sha256:builtin"}); !img.Pinned {
 		t.Error("ToCRI lost the pin")
+	}
+}
+
+// The sandbox image is looked up once per handler, not for every pod, and
+// again after ForgetSandboxImage (a runtime didn't find it) or a removal.
+func TestSandboxImageRemembered(t *testing.T) {
+	st := &store{imgs: map[string]Image{"registry.k8s.io/pause:3.10": {ID: "sha256:p"}}}
+	s := New(st, builtin{st}, "registry.k8s.io/pause:3.10", map[string]string{"": "overlayfs"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	for range 5 {
+		if ref, err := s.SandboxImage(ctx, "runc"); err != nil || ref != "registry.k8s.io/pause:3.10" {
+			t.Fatalf("SandboxImage = %q, %v", ref, err)
+		}
+	}
+	if st.gets != 1 {
+		t.Fatalf("5 pods looked the sandbox image up %d times, want 1", st.gets)
+	}
+	if _, err := s.SandboxImage(ctx, "gvisor"); err != nil || st.gets != 2 {
+		t.Fatalf("another handler: %d lookups, %v; want its own lookup", st.gets, err)
+	}
+	s.ForgetSandboxImage()
+	if _, err := s.SandboxImage(ctx, "runc"); err != nil || st.gets != 3 {
+		t.Fatalf("after ForgetSandboxImage: %d lookups, %v; want one more", st.gets, err)
+	}
+	if err := s.Remove(ctx, &runtime.ImageSpec{Image: "busybox"}); err != nil {
+		t.Fatal(err)
+	}
+	st.imgs["docker.io/library/busybox:latest"] = Image{ID: "sha256:b"}
+	if err := s.Remove(ctx, &runtime.ImageSpec{Image: "busybox"}); err != nil {
+		t.Fatal(err)
+	}
+	n := st.gets
+	if _, err := s.SandboxImage(ctx, "runc"); err != nil || st.gets != n+1 {
+		t.Fatalf("after an image removal: %d lookups (was %d), %v; want one more", st.gets, n, err)
 	}
 }
 

@@ -2,6 +2,8 @@ package containerd
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -18,8 +20,9 @@ import (
 // expires (leaseTTL) and containerd's collector removes it.
 
 const (
-	leaseTTL  = time.Hour
-	leaseKeep = 2 // leases made ahead
+	labelLease = "io.crimux/lease"
+	leaseTTL   = time.Hour
+	leaseKeep  = 2 // leases made ahead
 )
 
 type leasePool struct {
@@ -70,7 +73,7 @@ func (p *leasePool) take() (leases.Lease, bool) {
 
 func (p *leasePool) create(ctx context.Context) (leases.Lease, error) {
 	return p.d.client.LeasesService().Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseTTL),
-		leases.WithLabel("io.crimux/lease", "container-create"))
+		leases.WithLabels(map[string]string{labelLease: "container-create", labelInstance: p.d.opts.Instance}))
 }
 
 // fill makes leases ahead, up to leaseKeep, in the background.
@@ -117,4 +120,27 @@ func (p *leasePool) drain(ctx context.Context) {
 	for _, l := range ready {
 		_ = p.d.client.LeasesService().Delete(p.d.ctx(ctx), l)
 	}
+}
+
+// sweepLeases deletes the leases a crashed crimux of this instance made
+// (ahead, or not yet deleted); at start, before anything creates one.
+func (d *Driver) sweepLeases(ctx context.Context) ([]string, error) {
+	ctx = d.ctx(ctx)
+	ls, err := d.client.LeasesService().List(ctx, fmt.Sprintf("labels.%q==%q", labelInstance, d.opts.Instance))
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", mapErr(err))
+	}
+	var removed []string
+	var errs []error
+	for _, l := range ls {
+		if l.Labels[labelLease] == "" {
+			continue
+		}
+		if err := d.client.LeasesService().Delete(ctx, l); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete lease %s: %w", l.ID, mapErr(err)))
+			continue
+		}
+		removed = append(removed, "lease/"+l.ID)
+	}
+	return removed, errors.Join(errs...)
 }

@@ -211,7 +211,9 @@ func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]strin
 	removed = append(removed, vols...)
 	groups, gerr := d.sweepPodGroups(ctx, known)
 	removed = append(removed, groups...)
-	return removed, errors.Join(append(errs, err, gerr)...)
+	leases, lerr := d.sweepLeases(ctx)
+	removed = append(removed, leases...)
+	return removed, errors.Join(append(errs, err, gerr, lerr)...)
 }
 
 // sweepImageVolumes removes the image volumes a crash left for containers

@@ -137,8 +137,28 @@ func (e *Env) TakeSnapshot(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return s, err
 	}
+	// crimux keeps up to 2 leases made ahead for container creation
+	// (backends/containerd/leases.go): those are its steady state, not a
+	// leak; more than that is.
+	var ahead []string
 	for _, l := range ls {
+		if l.Labels["io.crimux/lease"] != "" {
+			ahead = append(ahead, l.ID)
+			continue
+		}
 		add("containerd leases", l.ID)
+	}
+	if len(ahead) > 2 {
+		for _, id := range ahead {
+			add("containerd leases", id+" (one of more than 2 made ahead)")
+		}
+	}
+	sbs, err := c.SandboxStore().List(ctx)
+	if err != nil {
+		return s, err
+	}
+	for _, sb := range sbs {
+		add("containerd sandbox store", sb.ID)
 	}
 	if err := c.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
 		if info.Kind != snapshots.KindCommitted { // image layers stay; containers' and views don't
