@@ -110,6 +110,11 @@ func (s *Images) resolver(ctx context.Context, auth *image.Auth) docker.Resolver
 func (s *Images) Pull(ctx context.Context, ref string, auth *image.Auth, snapshotter string) (image.Image, error) {
 	ctx = s.d.ctx(ctx)
 	defer s.lockRef(ref)()
+	ctx, done, err := s.d.withLease(ctx, "pull")
+	if err != nil {
+		return image.Image{}, err
+	}
+	defer done()
 	img, err := s.d.client.Pull(ctx, ref,
 		client.WithResolver(docker.NewResolver(s.resolver(ctx, auth))),
 		client.WithPullUnpack,
@@ -366,11 +371,11 @@ func (s *Images) ImportPause(ctx context.Context) (string, error) {
 	defer s.lockRef(builtinPauseRf)()
 	// A lease keeps containerd's garbage collector off the blobs until the
 	// image record references them.
-	ctx, done, err := s.d.client.WithLease(ctx)
+	ctx, done, err := s.d.withLease(ctx, "import")
 	if err != nil {
-		return "", fmt.Errorf("lease for built-in pause image: %w", err)
+		return "", err
 	}
-	defer func() { _ = done(context.WithoutCancel(ctx)) }()
+	defer done()
 	bin, err := s.pauseBinary()
 	if err != nil {
 		return "", err

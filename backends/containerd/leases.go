@@ -111,6 +111,28 @@ func (p *leasePool) fill() {
 	}()
 }
 
+// withLease returns ctx holding a lease of crimux's own for work that
+// creates content or snapshots (a pull, an unpack, an import), and a done
+// that deletes it. Unlike the client's default lease it carries this
+// instance's label, so a lease a crash leaves mid-pull is swept at the next
+// start (sweepLeases) instead of holding its content for a day.
+func (d *Driver) withLease(ctx context.Context, op string) (context.Context, func(), error) {
+	ctx = d.ctx(ctx)
+	l, err := d.client.LeasesService().Create(ctx, leases.WithRandomID(), leases.WithExpiration(24*time.Hour),
+		leases.WithLabels(map[string]string{labelLease: op, labelInstance: d.opts.Instance}))
+	if err != nil {
+		return nil, nil, fmt.Errorf("lease for %s: %w", op, mapErr(err))
+	}
+	done := func() {
+		cctx, cancel := d.cleanupCtx()
+		defer cancel()
+		if err := d.client.LeasesService().Delete(cctx, l); err != nil && !isNotFound(err) {
+			d.log.Warn("delete lease", "lease", l.ID, "error", err)
+		}
+	}
+	return leases.WithLease(ctx, l.ID), done, nil
+}
+
 // drain deletes the leases made ahead (the driver is closing).
 func (p *leasePool) drain(ctx context.Context) {
 	p.mu.Lock()

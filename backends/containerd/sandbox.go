@@ -101,6 +101,11 @@ func (r *Runtime) ensureUnpacked(ctx context.Context, img client.Image) error {
 		return fmt.Errorf("image %q: %w", img.Name(), mapErr(err))
 	}
 	if !ok {
+		ctx, done, err := r.d.withLease(ctx, "unpack")
+		if err != nil {
+			return err
+		}
+		defer done()
 		if err := img.Unpack(ctx, r.opts.Snapshotter); err != nil {
 			return fmt.Errorf("unpack image %q with %s: %w", img.Name(), r.opts.Snapshotter, mapErr(err))
 		}

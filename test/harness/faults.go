@@ -142,7 +142,7 @@ func (e *Env) TakeSnapshot(ctx context.Context) (Snapshot, error) {
 	// leak; more than that is.
 	var ahead []string
 	for _, l := range ls {
-		if l.Labels["io.crimux/lease"] != "" {
+		if l.Labels["io.crimux/lease"] == "container-create" {
 			ahead = append(ahead, l.ID)
 			continue
 		}
