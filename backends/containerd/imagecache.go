@@ -76,6 +76,17 @@ func (c *imageCache) setUnpacked(k unpackKey, v bool) {
 	}
 }
 
+// keepOnly drops what it knows of manifests no image names any more.
+func (c *imageCache) keepOnly(live map[digest.Digest]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for dg := range c.info {
+		if !live[dg] {
+			delete(c.info, dg)
+		}
+	}
+}
+
 // forgetUnpacked drops every unpacked mark (an image was removed: its
 // snapshots may go with it).
 func (c *imageCache) forgetUnpacked() {

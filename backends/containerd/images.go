@@ -188,6 +188,7 @@ func (s *Images) entries(ctx context.Context) ([]entry, error) {
 		}
 	}
 	s.mu.Unlock()
+	s.d.imageCache.keepOnly(live)
 	return out, nil
 }
 
