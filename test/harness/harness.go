@@ -376,13 +376,27 @@ func (e *Env) StartCrimuxEnv(extra ...string) error {
 			return errors.New("crimux socket did not appear")
 		}
 	}
-	go func() { <-exited }()
 	ctx := context.Background()
 	ep := "unix://" + e.Socket
-	rs, err := cri.NewRemoteRuntimeService(ctx, ep, 2*time.Minute, nil, false)
-	if err != nil {
-		return err
+	// The socket file appears at bind, a moment before crimux listens on
+	// it: a first connection may be refused. Try again while crimux runs.
+	var rs internalapi.RuntimeService
+	for {
+		rs, err = cri.NewRemoteRuntimeService(ctx, ep, 2*time.Minute, nil, false)
+		if err == nil {
+			break
+		}
+		select {
+		case xerr := <-exited:
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("crimux exited: %v\n%s", xerr, tail(string(b), 3000))
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
 	}
+	go func() { <-exited }()
 	is, err := cri.NewRemoteImageService(ctx, ep, 2*time.Minute, nil, false)
 	if err != nil {
 		return err
