@@ -288,7 +288,8 @@ func (r *Router) runSandbox(ctx context.Context, rt backends.Runtime, md sandbox
 		if bs.Image, err = r.images.SandboxImage(ctx, md.Handler); err != nil {
 			return nil, err
 		}
-		sb = sandbox.NewSandbox(sandboxMetadataWithImage(md, bs.Image), sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY})
+		md.Image = bs.Image
+		sb = sandbox.NewSandbox(md, sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY})
 		ts, err = rt.RunSandbox(ctx, bs)
 	}
 	if err != nil {
@@ -305,11 +306,6 @@ func (r *Router) runSandbox(ctx context.Context, rt backends.Runtime, md sandbox
 	})
 	fault.Point("run-sandbox/after-pause")
 	return sb, nil
-}
-
-func sandboxMetadataWithImage(md sandbox.Metadata, img string) sandbox.Metadata {
-	md.Image = img
-	return md
 }
 
 // writeEtcFiles writes the pod's hostname, hosts and resolv.conf, which every

@@ -262,17 +262,18 @@ func (r *Runtime) deleteContainer(ctx context.Context, id string, taskGone bool)
 	// to look up first.
 	info := containers.Container{ID: id, Snapshotter: r.opts.Snapshotter, SnapshotKey: id}
 	if !r.d.sawExit(id) {
-		var err error
-		if info, err = r.d.client.ContainerService().Get(ctx, id); err != nil {
+		cont, err := r.d.client.LoadContainer(ctx, id)
+		if err != nil {
 			if isNotFound(err) {
 				return nil
 			}
 			return mapErr(err)
 		}
-	}
-	if !taskGone {
+		if info, err = cont.Info(ctx, client.WithoutRefreshedMetadata); err != nil {
+			return mapErr(err)
+		}
 		// A task that never started (or a failed one) may still exist.
-		if cont, err := r.d.client.LoadContainer(ctx, id); err == nil {
+		if !taskGone {
 			if task, err := cont.Task(ctx, nil); err == nil {
 				if err := r.d.deleteTask(ctx, task); err != nil && !isNotFound(err) {
 					return fmt.Errorf("delete task of %s: %w", id, mapErr(err))

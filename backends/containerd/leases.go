@@ -45,15 +45,7 @@ func (p *leasePool) with(ctx context.Context) (context.Context, func(), error) {
 		}
 	}
 	p.fill()
-	release := func() {
-		go func() {
-			cctx, cancel := p.d.cleanupCtx()
-			defer cancel()
-			if err := p.d.client.LeasesService().Delete(cctx, l); err != nil && !isNotFound(err) {
-				p.d.log.Debug("delete lease", "lease", l.ID, "error", err)
-			}
-		}()
-	}
+	release := func() { go p.d.deleteLease(l) }
 	return leases.WithLease(ctx, l.ID), release, nil
 }
 
@@ -72,8 +64,23 @@ func (p *leasePool) take() (leases.Lease, bool) {
 }
 
 func (p *leasePool) create(ctx context.Context) (leases.Lease, error) {
-	return p.d.client.LeasesService().Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseTTL),
-		leases.WithLabels(map[string]string{labelLease: "container-create", labelInstance: p.d.opts.Instance}))
+	return p.d.newLease(ctx, "container-create", leaseTTL)
+}
+
+// newLease makes a lease labelled with what it is for and this instance
+// (what sweepLeases finds after a crash), expiring after ttl.
+func (d *Driver) newLease(ctx context.Context, op string, ttl time.Duration) (leases.Lease, error) {
+	return d.client.LeasesService().Create(d.ctx(ctx), leases.WithRandomID(), leases.WithExpiration(ttl),
+		leases.WithLabels(map[string]string{labelLease: op, labelInstance: d.opts.Instance}))
+}
+
+// deleteLease deletes l, bounded, whatever the caller's context.
+func (d *Driver) deleteLease(l leases.Lease) {
+	ctx, cancel := d.cleanupCtx()
+	defer cancel()
+	if err := d.client.LeasesService().Delete(ctx, l); err != nil && !isNotFound(err) {
+		d.log.Warn("delete lease", "lease", l.ID, "error", err)
+	}
 }
 
 // fill makes leases ahead, up to leaseKeep, in the background.
@@ -118,19 +125,11 @@ func (p *leasePool) fill() {
 // start (sweepLeases) instead of holding its content for a day.
 func (d *Driver) withLease(ctx context.Context, op string) (context.Context, func(), error) {
 	ctx = d.ctx(ctx)
-	l, err := d.client.LeasesService().Create(ctx, leases.WithRandomID(), leases.WithExpiration(24*time.Hour),
-		leases.WithLabels(map[string]string{labelLease: op, labelInstance: d.opts.Instance}))
+	l, err := d.newLease(ctx, op, 24*time.Hour)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lease for %s: %w", op, mapErr(err))
 	}
-	done := func() {
-		cctx, cancel := d.cleanupCtx()
-		defer cancel()
-		if err := d.client.LeasesService().Delete(cctx, l); err != nil && !isNotFound(err) {
-			d.log.Warn("delete lease", "lease", l.ID, "error", err)
-		}
-	}
-	return leases.WithLease(ctx, l.ID), done, nil
+	return leases.WithLease(ctx, l.ID), func() { d.deleteLease(l) }, nil
 }
 
 // drain deletes the leases made ahead (the driver is closing).
