@@ -84,6 +84,9 @@ type TaskState struct {
 	ExitCode int32
 	ExitedAt time.Time
 	Reason   string
+	// IPs are the pod's addresses, from RunSandbox of a runtime that owns
+	// its pods' network (NetworkOwner); nil otherwise.
+	IPs []string
 }
 
 // ExecResult is the outcome of ExecSync.
@@ -156,6 +159,44 @@ type Runtime interface {
 	Stats(ctx context.Context, id string) (*runtime.ContainerStats, error)
 	// Features reports what this handler supports.
 	Features() *runtime.RuntimeHandlerFeatures
+}
+
+// NetworkOwner is an optional ability of a Runtime whose pods' network is
+// its own (a remote CRI runtime runs its own CNI): the router makes no netns
+// and runs no CNI for them, gives RunSandbox no NetNSPath and no sandbox
+// image, and records the IPs RunSandbox returns.
+type NetworkOwner interface {
+	OwnsNetwork() bool
+}
+
+// PodStatser is an optional ability of a Runtime that measures its pods as
+// a whole (a remote runtime: their cgroups and network are its own). Its
+// container stats carry the router's container IDs.
+type PodStatser interface {
+	PodStats(ctx context.Context, sandboxID string) (*runtime.PodSandboxStats, error)
+}
+
+// NetNSReporter is an optional ability of a NetworkOwner: where a pod's
+// network namespace is on this node ("" when it can't tell), so that the
+// router reads its traffic counters as it does for its own pods.
+type NetNSReporter interface {
+	PodNetNS(ctx context.Context, sandboxID string) (string, error)
+}
+
+// RemoteStreamer is an optional ability of a Runtime whose Exec, Attach and
+// PortForward are served by someone else's streaming server: the router
+// returns the URL it gives instead of one of its own.
+type RemoteStreamer interface {
+	ExecURL(ctx context.Context, req *runtime.ExecRequest) (string, error)
+	AttachURL(ctx context.Context, req *runtime.AttachRequest) (string, error)
+	PortForwardURL(ctx context.Context, req *runtime.PortForwardRequest) (string, error)
+}
+
+// HandlerReadiness is an optional ability of a Driver whose outage touches
+// only its own handlers (a remote runtime): the router leaves it out of
+// RuntimeReady and reports each of its handlers in a condition of its own.
+type HandlerReadiness interface {
+	HandlerReady(ctx context.Context, handler string) error
 }
 
 // PortForwarder is an optional ability: a runtime that must forward ports its

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -70,7 +71,10 @@ type Service struct {
 	sandboxImage string
 	// snapshotters maps handler → snapshotter; "" is the default handler's.
 	snapshotters map[string]string
-	log          *slog.Logger
+	// own are the stores of handlers that keep their images apart from the
+	// shared store (a forwarded handler's remote), by handler.
+	own map[string]Store
+	log *slog.Logger
 
 	mu     sync.Mutex // guards pinned, pullFailed and sandboxRefs
 	pinned map[string]bool
@@ -88,7 +92,22 @@ const pullRetry = 5 * time.Minute
 // New returns the image service. snapshotters maps each handler to its
 // snapshotter; the entry for "" is used for requests that name no handler.
 func New(store Store, builtin Builtin, sandboxImage string, snapshotters map[string]string, log *slog.Logger) *Service {
-	return &Service{store: store, builtin: builtin, sandboxImage: sandboxImage, snapshotters: snapshotters, log: log, pinned: map[string]bool{}, sandboxRefs: map[string]string{}}
+	return &Service{store: store, builtin: builtin, sandboxImage: sandboxImage, snapshotters: snapshotters, log: log,
+		own: map[string]Store{}, pinned: map[string]bool{}, sandboxRefs: map[string]string{}}
+}
+
+// SetHandlerStore gives a handler a store of its own: requests whose
+// runtime_handler names it (KEP-4216) are served from it, and its
+// containers' images are looked up there. Call it before serving.
+func (s *Service) SetHandlerStore(handler string, st Store) { s.own[handler] = st }
+
+// storeFor is the store of a request's runtime_handler: its own, or the
+// shared one (also for requests that name no handler).
+func (s *Service) storeFor(handler string) Store {
+	if st, ok := s.own[handler]; ok {
+		return st
+	}
+	return s.store
 }
 
 // Normalize turns a user's reference into the full name the store uses
@@ -140,7 +159,7 @@ func (s *Service) Pull(ctx context.Context, spec *runtime.ImageSpec, auth *runti
 	if err != nil {
 		return "", err
 	}
-	img, err := s.store.Pull(ctx, ref, toAuth(auth), s.Snapshotter(spec.RuntimeHandler))
+	img, err := s.storeFor(spec.RuntimeHandler).Pull(ctx, ref, toAuth(auth), s.Snapshotter(spec.RuntimeHandler))
 	if err != nil {
 		return "", err
 	}
@@ -169,7 +188,51 @@ func (s *Service) Status(ctx context.Context, spec *runtime.ImageSpec) (Image, e
 	if err != nil {
 		return Image{}, err
 	}
-	return s.store.Get(ctx, ref)
+	return s.storeFor(spec.RuntimeHandler).Get(ctx, ref)
+}
+
+// ForContainer finds a container's image for a pod of handler. A handler
+// with a store of its own that lacks the image gets it there from the
+// registry, by a name the shared store knows it by, when the shared store
+// has it: a kubelet that pulls without a runtime_handler (its
+// RuntimeClassInImageCriApi gate off) pulled it there. No credentials go
+// with that pull.
+func (s *Service) ForContainer(ctx context.Context, handler string, spec *runtime.ImageSpec) (Image, error) {
+	if spec == nil || spec.Image == "" {
+		return Image{}, fmt.Errorf("%w: image spec is empty", ErrInvalid)
+	}
+	ref, err := Normalize(spec.Image)
+	if err != nil {
+		return Image{}, err
+	}
+	own, ok := s.own[handler]
+	if !ok {
+		return s.store.Get(ctx, ref)
+	}
+	img, err := own.Get(ctx, ref)
+	if !errors.Is(err, ErrNotFound) {
+		return img, err
+	}
+	shared, serr := s.store.Get(ctx, ref)
+	if serr != nil {
+		return Image{}, err
+	}
+	// The name asked for first: the container's config names the image by
+	// it, and a pull by digest would not give the remote that name.
+	var names []string
+	if !isID(ref) {
+		names = append(names, ref)
+	}
+	names = append(append(names, shared.RepoTags...), shared.RepoDigests...)
+	for _, name := range names {
+		if img, perr := own.Pull(ctx, name, nil, ""); perr == nil {
+			s.log.Info("pulled an image for a handler with its own store", "handler", handler, "image", name)
+			return img, nil
+		} else {
+			err = fmt.Errorf("%w; pulling %s for handler %s: %w", err, name, handler, perr)
+		}
+	}
+	return Image{}, err
 }
 
 // List returns all images, optionally filtered by a reference.
@@ -184,7 +247,7 @@ func (s *Service) List(ctx context.Context, filter *runtime.ImageFilter) ([]Imag
 		}
 		return []Image{img}, nil
 	}
-	return s.store.List(ctx)
+	return s.storeFor(filter.GetImage().GetRuntimeHandler()).List(ctx)
 }
 
 // Remove deletes an image; a missing image is not an error.
@@ -196,13 +259,48 @@ func (s *Service) Remove(ctx context.Context, spec *runtime.ImageSpec) error {
 	if err != nil {
 		return err
 	}
+	if st, ok := s.own[spec.RuntimeHandler]; ok {
+		return st.Remove(ctx, img.ID)
+	}
 	defer s.ForgetSandboxImage()
 	return s.store.Remove(ctx, img.ID)
 }
 
-// FsInfo reports image filesystem usage.
+// FsInfo reports the usage of every image filesystem: the shared store's
+// and each own store's (each filesystem once). A store that can't answer
+// (an unreachable remote) is left out and logged.
 func (s *Service) FsInfo(ctx context.Context) ([]*runtime.FilesystemUsage, error) {
-	return s.store.FsInfo(ctx)
+	out, err := s.store.FsInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, f := range out {
+		seen[f.GetFsId().GetMountpoint()] = true
+	}
+	for _, h := range sortedHandlers(s.own) {
+		fs, err := s.own[h].FsInfo(ctx)
+		if err != nil {
+			s.log.Warn("image filesystem of a handler's own store", "handler", h, "error", err)
+			continue
+		}
+		for _, f := range fs {
+			if mp := f.GetFsId().GetMountpoint(); !seen[mp] {
+				seen[mp] = true
+				out = append(out, f)
+			}
+		}
+	}
+	return out, nil
+}
+
+func sortedHandlers(m map[string]Store) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Pinned reports whether the image with this ID is the sandbox image.

@@ -51,11 +51,11 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 			r.containerNames.Release(name, id)
 		}
 	}()
-	cfg, verr := r.resolveImageVolumes(ctx, cfg)
+	cfg, verr := r.resolveImageVolumes(ctx, sb.Handler, cfg)
 	if verr != nil {
 		return nil, verr
 	}
-	img, err := r.images.Status(ctx, cfg.Image)
+	img, err := r.images.ForContainer(ctx, sb.Handler, cfg.Image)
 	if err != nil {
 		return nil, fmt.Errorf("image %q of container %q: %w", cfg.Image.Image, cfg.Metadata.Name, err)
 	}
@@ -99,7 +99,7 @@ func recordUser(u backends.User) *sandbox.User {
 
 // resolveImageVolumes fills in the image ID of each image volume (which
 // ContainerStatus reports) on a copy of the config.
-func (r *Router) resolveImageVolumes(ctx context.Context, cfg *runtime.ContainerConfig) (*runtime.ContainerConfig, error) {
+func (r *Router) resolveImageVolumes(ctx context.Context, handler string, cfg *runtime.ContainerConfig) (*runtime.ContainerConfig, error) {
 	has := false
 	for _, m := range cfg.Mounts {
 		has = has || m.Image != nil && m.Image.Image != ""
@@ -112,7 +112,7 @@ func (r *Router) resolveImageVolumes(ctx context.Context, cfg *runtime.Container
 		if m.Image == nil || m.Image.Image == "" {
 			continue
 		}
-		img, err := r.images.Status(ctx, m.Image)
+		img, err := r.images.ForContainer(ctx, handler, m.Image)
 		if err != nil {
 			return nil, fmt.Errorf("image volume %s: image %q: %w", m.ContainerPath, m.Image.Image, err)
 		}

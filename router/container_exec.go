@@ -6,6 +6,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
 )
 
 // Exec returns a streaming URL for an interactive exec.
@@ -19,9 +21,18 @@ func (r *Router) Exec(ctx context.Context, req *runtime.ExecRequest) (*runtime.E
 	if req.Tty && req.Stderr {
 		return nil, fmt.Errorf("%w: tty and stderr can't both be set", errInvalid)
 	}
-	c, _, err := r.runningContainer(req.ContainerId)
+	c, rt, err := r.runningContainer(req.ContainerId)
 	if err != nil {
 		return nil, err
+	}
+	if rs, ok := rt.(backends.RemoteStreamer); ok {
+		cp := proto.Clone(req).(*runtime.ExecRequest)
+		cp.ContainerId = c.ID
+		url, err := rs.ExecURL(ctx, cp)
+		if err != nil {
+			return nil, err
+		}
+		return &runtime.ExecResponse{Url: url}, nil
 	}
 	s, err := r.streamingServer()
 	if err != nil {

@@ -38,10 +38,13 @@ type Router struct {
 	cfg      *conf.Config
 	drivers  map[string]backends.Driver
 	runtimes map[string]backends.Runtime // configured handlers
-	images   *image.Service
-	cni      *cni.Manager
-	stream   streaming.Server
-	log      *slog.Logger
+	// defaultDriver stops and removes pods of a removed handler whose
+	// record names no driver (records older than Metadata.Driver).
+	defaultDriver string
+	images        *image.Service
+	cni           *cni.Manager
+	stream        streaming.Server
+	log           *slog.Logger
 
 	sandboxes      *sandbox.Store[*sandbox.Sandbox]
 	containers     *sandbox.Store[*sandbox.Container]
@@ -65,9 +68,11 @@ var (
 type Options struct {
 	Config  *conf.Config
 	Drivers map[string]backends.Driver
-	Images  *image.Service
-	CNI     *cni.Manager
-	Log     *slog.Logger
+	// DefaultDriver is the driver of records that name none.
+	DefaultDriver string
+	Images        *image.Service
+	CNI           *cni.Manager
+	Log           *slog.Logger
 }
 
 // New returns a router. Call SetStreaming and Recover before serving.
@@ -79,6 +84,7 @@ func New(o Options) (*Router, error) {
 	r := &Router{
 		cfg:            o.Config,
 		drivers:        o.Drivers,
+		defaultDriver:  o.DefaultDriver,
 		runtimes:       map[string]backends.Runtime{},
 		images:         o.Images,
 		cni:            o.CNI,
@@ -128,10 +134,22 @@ func (r *Router) runtimeOf(sb *sandbox.Sandbox) backends.Runtime {
 	if rt, ok := r.runtimes[sb.Handler]; ok {
 		return rt
 	}
+	if d, ok := r.drivers[sb.Driver]; ok {
+		return d.Runtime(sb.Handler)
+	}
+	if d, ok := r.drivers[r.defaultDriver]; ok {
+		return d.Runtime(sb.Handler)
+	}
 	for _, d := range r.drivers {
 		return d.Runtime(sb.Handler)
 	}
 	return nil
+}
+
+// ownsNetwork: the pod's runtime runs its network (no netns, no CNI here).
+func ownsNetwork(rt backends.Runtime) bool {
+	n, ok := rt.(backends.NetworkOwner)
+	return ok && n.OwnsNetwork()
 }
 
 func newID() string {

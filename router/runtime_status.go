@@ -4,15 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
 )
 
 // Status reports RuntimeReady (every driver answers), NetworkReady (a CNI
 // config is loadable) and each configured handler with its features.
 func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
 	rtReady := &runtime.RuntimeCondition{Type: runtime.RuntimeReady, Status: true}
+	var handlerConds []*runtime.RuntimeCondition
 	for name, d := range r.drivers {
+		if hr, ok := d.(backends.HandlerReadiness); ok {
+			handlerConds = append(handlerConds, r.handlerConditions(ctx, name, hr)...)
+			continue
+		}
 		if err := d.Ready(ctx); err != nil {
 			rtReady.Status = false
 			rtReady.Reason = "DriverNotReady"
@@ -27,7 +35,7 @@ func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runti
 		netReady.Message = fmt.Sprintf("cni: %v", err)
 	}
 	resp := &runtime.StatusResponse{
-		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{rtReady, netReady}},
+		Status: &runtime.RuntimeStatus{Conditions: append([]*runtime.RuntimeCondition{rtReady, netReady}, handlerConds...)},
 		// Merge adds the image's /etc/group memberships, Strict doesn't: both
 		// are how crimux builds a container's groups, for every handler.
 		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true},
@@ -48,4 +56,33 @@ func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runti
 		resp.Info = map[string]string{"config": string(cfg)}
 	}
 	return resp, nil
+}
+
+// HandlerReadyCondition is the type of the condition Status reports for a
+// handler whose driver's outage touches only its own handlers (a forwarded
+// handler): "<handler>/RuntimeReady".
+func HandlerReadyCondition(handler string) string { return handler + "/" + runtime.RuntimeReady }
+
+// handlerConditions are the readiness of each configured handler of d,
+// asked at once (a remote that hangs costs its own timeout only once).
+func (r *Router) handlerConditions(ctx context.Context, driver string, d backends.HandlerReadiness) []*runtime.RuntimeCondition {
+	var names []string
+	for _, h := range r.cfg.HandlerNames() {
+		if r.cfg.Handlers[h].Driver == driver {
+			names = append(names, h)
+		}
+	}
+	out := make([]*runtime.RuntimeCondition, len(names))
+	var wg sync.WaitGroup
+	for i, h := range names {
+		wg.Go(func() {
+			c := &runtime.RuntimeCondition{Type: HandlerReadyCondition(h), Status: true}
+			if err := d.HandlerReady(ctx, h); err != nil {
+				c.Status, c.Reason, c.Message = false, "RemoteNotReady", err.Error()
+			}
+			out[i] = c
+		})
+	}
+	wg.Wait()
+	return out
 }

@@ -33,13 +33,14 @@ func (r *Router) podMetrics(ctx context.Context, sb *sandbox.Sandbox) (*runtime.
 	now := time.Now()
 	pm := &runtime.PodSandboxMetrics{PodSandboxId: sb.ID}
 	var ifs []ifaceCounters
-	if sb.NetNSPath != "" {
+	if netns := r.podNetNS(ctx, sb); netns != "" {
 		var err error
-		if ifs, err = netDevFull(sb.NetNSPath); err != nil {
+		if ifs, err = netDevFull(netns); err != nil {
 			return nil, err
 		}
 	}
-	src, _ := r.runtimeOf(sb).(backends.Metrics)
+	rt := r.runtimeOf(sb)
+	src, _ := rt.(backends.Metrics)
 	for _, c := range r.containersOf(sb.ID) {
 		st := c.Status()
 		if st.State != runtime.ContainerState_CONTAINER_RUNNING {
@@ -51,6 +52,11 @@ func (r *Router) podMetrics(ctx context.Context, sb *sandbox.Sandbox) (*runtime.
 			if u, err = src.Usage(ctx, c.ID); err != nil {
 				return nil, err
 			}
+		} else if cs, err := rt.Stats(ctx, c.ID); err == nil {
+			// A runtime with no raw counters (a remote): what its stats tell.
+			u = backends.Usage{CPUUsageNs: cs.GetCpu().GetUsageCoreNanoSeconds().GetValue(), MemUsage: cs.GetMemory().GetUsageBytes().GetValue(),
+				MemWorkingSet: cs.GetMemory().GetWorkingSetBytes().GetValue(), MemRSS: cs.GetMemory().GetRssBytes().GetValue(),
+				PgFault: cs.GetMemory().GetPageFaults().GetValue(), PgMajFault: cs.GetMemory().GetMajorPageFaults().GetValue()}
 		}
 		pm.ContainerMetrics = append(pm.ContainerMetrics, containerMetrics(sb, c, st, u, ifs, now))
 	}

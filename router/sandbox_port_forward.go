@@ -19,6 +19,15 @@ func (r *Router) PortForward(ctx context.Context, req *runtime.PortForwardReques
 	if sb.Status().State != runtime.PodSandboxState_SANDBOX_READY {
 		return nil, fmt.Errorf("%w: pod sandbox %s is not ready", backends.ErrPrecondition, sb.ID)
 	}
+	if rs, ok := r.runtimeOf(sb).(backends.RemoteStreamer); ok {
+		cp := proto.Clone(req).(*runtime.PortForwardRequest)
+		cp.PodSandboxId = sb.ID
+		url, err := rs.PortForwardURL(ctx, cp)
+		if err != nil {
+			return nil, err
+		}
+		return &runtime.PortForwardResponse{Url: url}, nil
+	}
 	s, err := r.streamingServer()
 	if err != nil {
 		return nil, err

@@ -107,13 +107,16 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 		}
 	}()
 
-	md := sandbox.Metadata{ID: id, Name: name, Handler: handler, Config: cfg, CreatedAt: time.Now().UnixNano()}
+	md := sandbox.Metadata{ID: id, Name: name, Handler: handler, Driver: r.cfg.Handlers[handler].Driver, Config: cfg, CreatedAt: time.Now().UnixNano()}
 	dir := r.podDir(id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create pod dir: %w", err)
 	}
 	undo.add(func(context.Context) { _ = os.RemoveAll(dir) })
 
+	if ownsNetwork(rt) {
+		return r.runRemoteSandbox(ctx, rt, md, &undo, &ok)
+	}
 	hostNet := hostNetwork(cfg)
 	if podUserns != nil {
 		if err := r.createPodUserns(&md, podUserns, hostNet, &undo); err != nil {
@@ -150,6 +153,33 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 	r.sandboxes.Add(id, sb)
 	ok = true
 	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// runRemoteSandbox runs a pod whose runtime owns its network: no netns, no
+// CNI, no sandbox image or /etc files of crimux's; its IPs are the
+// runtime's.
+func (r *Router) runRemoteSandbox(ctx context.Context, rt backends.Runtime, md sandbox.Metadata, undo *cleanup, ok *bool) (*runtime.RunPodSandboxResponse, error) {
+	sb := sandbox.NewSandbox(md, sandbox.Status{State: runtime.PodSandboxState_SANDBOX_READY})
+	ts, err := rt.RunSandbox(ctx, r.backendSandbox(sb))
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %q with handler %q: %w", md.Name, md.Handler, err)
+	}
+	undo.add(func(ctx context.Context) {
+		_ = rt.StopSandbox(ctx, md.ID)
+		if err := rt.RemoveSandbox(ctx, md.ID); err != nil {
+			r.log.Error("roll back sandbox", "id", md.ID, "error", err)
+		}
+	})
+	_ = sb.Update(func(s sandbox.Status) (sandbox.Status, error) {
+		s.IPs, s.Pid = ts.IPs, ts.Pid
+		return s, nil
+	})
+	if err := r.ckpt.SaveSandbox(sb); err != nil {
+		return nil, err
+	}
+	r.sandboxes.Add(md.ID, sb)
+	*ok = true
+	return &runtime.RunPodSandboxResponse{PodSandboxId: md.ID}, nil
 }
 
 // retriedSandbox is the pod a RunPodSandbox whose name is taken gets

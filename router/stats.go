@@ -12,6 +12,7 @@ import (
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/sandbox"
 )
 
@@ -69,6 +70,15 @@ func (r *Router) stats(ctx context.Context, c *sandbox.Container) (*runtime.Cont
 // podStats adds up the CPU and memory of a pod's running containers and
 // reads the traffic of its netns, which exists only while the pod is ready.
 func (r *Router) podStats(ctx context.Context, sb *sandbox.Sandbox) (*runtime.PodSandboxStats, error) {
+	if ps, ok := r.runtimeOf(sb).(backends.PodStatser); ok {
+		st, err := ps.PodStats(ctx, sb.ID)
+		if err == nil {
+			return r.ownPodStats(sb, st), nil
+		}
+		// The remote can't (containerd's CRI measures only pods with a
+		// cgroup parent): add up its containers' stats as for any pod.
+		r.log.Debug("the runtime's pod stats; adding up its containers'", "id", sb.ID, "error", err)
+	}
 	now := time.Now().UnixNano()
 	var cpu, ws, usage, rss uint64
 	lin := &runtime.LinuxPodSandboxStats{}
@@ -89,8 +99,8 @@ func (r *Router) podStats(ctx context.Context, sb *sandbox.Sandbox) (*runtime.Po
 	lin.Cpu = &runtime.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtime.UInt64Value{Value: cpu}}
 	lin.Memory = &runtime.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtime.UInt64Value{Value: ws},
 		UsageBytes: &runtime.UInt64Value{Value: usage}, RssBytes: &runtime.UInt64Value{Value: rss}}
-	if sb.NetNSPath != "" && sb.Status().State == runtime.PodSandboxState_SANDBOX_READY {
-		ifs, err := netDev(sb.NetNSPath)
+	if netns := r.podNetNS(ctx, sb); netns != "" && sb.Status().State == runtime.PodSandboxState_SANDBOX_READY {
+		ifs, err := netDev(netns)
 		if err != nil {
 			return nil, err
 		}
@@ -105,6 +115,34 @@ func (r *Router) podStats(ctx context.Context, sb *sandbox.Sandbox) (*runtime.Po
 		Attributes: &runtime.PodSandboxAttributes{Id: sb.ID, Metadata: sb.Config.Metadata, Labels: sb.Config.Labels, Annotations: sb.Config.Annotations},
 		Linux:      lin,
 	}, nil
+}
+
+// ownPodStats is a runtime's own stats of a pod with crimux's attributes.
+func (r *Router) ownPodStats(sb *sandbox.Sandbox, st *runtime.PodSandboxStats) *runtime.PodSandboxStats {
+	st.Attributes = &runtime.PodSandboxAttributes{Id: sb.ID, Metadata: sb.Config.Metadata, Labels: sb.Config.Labels, Annotations: sb.Config.Annotations}
+	for _, cs := range st.GetLinux().GetContainers() {
+		if c, err := r.containers.Get(cs.GetAttributes().GetId()); err == nil {
+			cs.Attributes = &runtime.ContainerAttributes{Id: c.ID, Metadata: c.Config.Metadata, Labels: c.Config.Labels, Annotations: c.Config.Annotations}
+		}
+	}
+	return st
+}
+
+// podNetNS is the pod's network namespace: crimux's, or the one a runtime
+// that owns the pod's network reports; "" for none (host network) or
+// unknown.
+func (r *Router) podNetNS(ctx context.Context, sb *sandbox.Sandbox) string {
+	if sb.NetNSPath != "" {
+		return sb.NetNSPath
+	}
+	if nr, ok := r.runtimeOf(sb).(backends.NetNSReporter); ok {
+		p, err := nr.PodNetNS(ctx, sb.ID)
+		if err != nil {
+			r.log.Debug("netns of a pod whose runtime owns its network", "id", sb.ID, "error", err)
+		}
+		return p
+	}
+	return ""
 }
 
 // ifaceCounters are one interface's counters from /proc/net/dev.

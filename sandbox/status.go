@@ -24,9 +24,12 @@ import (
 
 // Metadata is what never changes after a sandbox was created.
 type Metadata struct {
-	ID        string                    `json:"id"`
-	Name      string                    `json:"name"`
-	Handler   string                    `json:"handler"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Handler string `json:"handler"`
+	// Driver is the driver that ran the pod (its handler may be removed
+	// from the configuration later); empty in records older than it.
+	Driver    string                    `json:"driver,omitempty"`
 	Config    *runtime.PodSandboxConfig `json:"-"`
 	NetNSPath string                    `json:"netns_path,omitempty"`
 	// UsernsPath is the pod's own user namespace (pinned); empty for the node's.

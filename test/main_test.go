@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	var err error
-	env, err = harness.Start(harness.Options{RepoRoot: repoRoot(), BinDir: *binDir, Handler: *runtimeHandler})
+	env, err = harness.Start(harness.Options{RepoRoot: repoRoot(), BinDir: *binDir, Handler: *runtimeHandler, Forward: true})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "integration harness: %v\n", err)
 		if env != nil {

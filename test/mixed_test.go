@@ -15,12 +15,13 @@ import (
 	"github.com/crimux/crimux/test/harness"
 )
 
-// 5 runc pods and 5 gVisor pods made concurrently on one crimux all reach
-// each other over the pod network, and are all removed with nothing left.
+// 4 runc pods, 4 gVisor pods and 2 pods forwarded to another CRI runtime
+// (its own network) made concurrently on one crimux all reach each other
+// over the pod network, and are all removed with nothing left.
 func TestMixedNode(t *testing.T) {
 	needEnv(t)
 	pullBusybox(t)
-	handlers := []string{"runc", "runc", "runc", "runc", "runc", "gvisor", "gvisor", "gvisor", "gvisor", "gvisor"}
+	handlers := []string{"runc", "runc", "runc", "runc", "gvisor", "gvisor", "gvisor", "gvisor", fwd, fwd}
 	type pod struct {
 		cfg     *runtime.PodSandboxConfig
 		id, ctr string

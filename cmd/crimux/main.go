@@ -29,6 +29,7 @@ import (
 
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/backends/containerd"
+	"github.com/crimux/crimux/backends/cri"
 	"github.com/crimux/crimux/cni"
 	"github.com/crimux/crimux/conf"
 	"github.com/crimux/crimux/image"
@@ -98,7 +99,18 @@ func load(args []string) (*conf.Config, error) {
 // drivers are the backend drivers crimux has, as the configuration knows
 // them; the first is the default driver of a handler that names none.
 func drivers() []conf.Driver {
-	return []conf.Driver{containerd.ConfDriver()}
+	return []conf.Driver{containerd.ConfDriver(), cri.ConfDriver()}
+}
+
+// handlersOf are the configured handlers that driver runs.
+func handlersOf(cfg *conf.Config, driver string) map[string]conf.Handler {
+	out := map[string]conf.Handler{}
+	for name, h := range cfg.Handlers {
+		if h.Driver == driver {
+			out[name] = h
+		}
+	}
+	return out
 }
 
 func configCheck(args []string) error {
@@ -162,18 +174,36 @@ func serve(args []string) error {
 	}
 	imgs := drv.Images()
 	imageSvc := image.New(imgs, imgs, cfg.SandboxImage, snapshotters, log)
+	drivers := map[string]backends.Driver{drv.Name(): drv}
+	// The forwarding driver, when a handler uses it: its handlers' images
+	// are their remotes'.
+	var fwd *cri.Driver
+	if hs := handlersOf(cfg, cri.DriverName); len(hs) > 0 {
+		if fwd, err = cri.New(cri.Options{Handlers: hs, Instance: inst.ID, Log: log}); err != nil {
+			return err
+		}
+		defer fwd.Close()
+		for name := range hs {
+			imageSvc.SetHandlerStore(name, fwd.Images(name))
+		}
+		drivers[fwd.Name()] = fwd
+	}
 	netw := cni.New(cfg.CNI.BinDirs, cfg.CNI.ConfDir, filepath.Join(cfg.RootDir, "cni-cache"), cfg.CNI.Timeout)
 	rt, err := router.New(router.Options{
-		Config:  cfg,
-		Drivers: map[string]backends.Driver{drv.Name(): drv},
-		Images:  imageSvc,
-		CNI:     netw,
-		Log:     log,
+		Config:        cfg,
+		Drivers:       drivers,
+		DefaultDriver: drv.Name(),
+		Images:        imageSvc,
+		CNI:           netw,
+		Log:           log,
 	})
 	if err != nil {
 		return err
 	}
 	drv.Start(rt)
+	if fwd != nil {
+		fwd.Start(rt)
+	}
 	if err := rt.Recover(ctx); err != nil {
 		return err
 	}
@@ -305,7 +335,7 @@ func connect(ctx context.Context, cfg *conf.Config, instanceID string, log *slog
 			StateDir:         cfg.StateDir,
 			RegistryHostsDir: cfg.RegistryHostsDir,
 			PauseBinary:      cfg.PauseBinary,
-			Handlers:         cfg.Handlers,
+			Handlers:         handlersOf(cfg, containerd.DriverName),
 			CgroupDriver:     cfg.CgroupDriver,
 			Instance:         instanceID,
 			Log:              log,

@@ -107,8 +107,15 @@ func run(repo, handler, critestBin, binDir, skipFile, outDir, focus string, benc
 	if err != nil {
 		return 0, err
 	}
+	// The forwarded handler forwards to containerd's own CRI (its runc
+	// handler), which critest also runs against directly, as the baseline.
+	forward := handler == harness.FwdHandler
+	envHandler := handler
+	if forward {
+		envHandler = "runc"
+	}
 	env, err := harness.Start(harness.Options{
-		RepoRoot: repo, BinDir: binDir, Handler: handler, MirrorHosts: mirrorHosts, LogLevel: "info",
+		RepoRoot: repo, BinDir: binDir, Handler: envHandler, MirrorHosts: mirrorHosts, LogLevel: "info", Forward: forward,
 		ExtraImages: func(reg *images.Registry) error {
 			for path, img := range imgs {
 				if _, err := reg.Push(path, img); err != nil {
@@ -130,22 +137,78 @@ func run(repo, handler, critestBin, binDir, skipFile, outDir, focus string, benc
 	if benchmark {
 		name = "critest-bench-" + handler
 	}
-	report := filepath.Join(abs, name+".xml")
-	args := []string{
-		"-runtime-endpoint", "unix://" + env.Socket,
-		"-image-endpoint", "unix://" + env.Socket,
-		"-runtime-handler", handler,
-		"-ginkgo.junit-report", report,
-		"-ginkgo.no-color",
+	var direct *result
+	if forward && !benchmark {
+		// The same specs, skips and images against the remote itself.
+		r, err := runCritest(critestBin, abs, name+"-direct", env.Remote.Socket, "runc", skips, focus, nil)
+		if err != nil {
+			return 0, err
+		}
+		fmt.Printf("critest directly against the remote (containerd's CRI, handler runc): %d passed, %d failed, %d skipped\n", r.passed, r.failed, r.skipped)
+		direct = &r
 	}
+	var extra []string
 	if benchmark {
 		out := filepath.Join(abs, name)
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return 0, err
 		}
-		args = append(args, "-benchmark", "-benchmarking-output-dir", out,
-			"-benchmarking-params-file", filepath.Join(repo, "test", "critest", "benchmark.yaml"))
+		extra = []string{"-benchmark", "-benchmarking-output-dir", out,
+			"-benchmarking-params-file", filepath.Join(repo, "test", "critest", "benchmark.yaml")}
 	}
+	r, err := runCritest(critestBin, abs, name, env.Socket, handler, skips, focus, extra)
+	_ = os.WriteFile(filepath.Join(abs, name+".crimux.log"), []byte(env.Logs()), 0o644)
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range r.failures {
+		fmt.Printf("FAILED: %s\n", f)
+	}
+	fmt.Printf("%d passed, %d failed, %d skipped\n", r.passed, r.failed, r.skipped)
+	if direct != nil {
+		// Through crimux, nothing may fail that passed against the remote,
+		// and at least as many specs pass.
+		baseline := map[string]bool{}
+		for _, f := range direct.failures {
+			baseline[f] = true
+		}
+		newFailures := 0
+		for _, f := range r.failures {
+			if !baseline[f] {
+				newFailures++
+				fmt.Printf("FAILED through crimux only: %s\n", f)
+			}
+		}
+		fmt.Printf("through crimux %d passed, directly %d passed; %d failed through crimux only\n", r.passed, direct.passed, newFailures)
+		if newFailures > 0 || r.passed < direct.passed {
+			return 1, nil
+		}
+		return 0, nil
+	}
+	if r.failed > 0 {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// result is one critest run's outcome.
+type result struct {
+	passed, failed, skipped int
+	failures                []string
+}
+
+// runCritest runs critest against socket with handler, writing
+// <name>.xml and <name>.log under abs.
+func runCritest(critestBin, abs, name, socket, handler string, skips []skipEntry, focus string, extra []string) (result, error) {
+	report := filepath.Join(abs, name+".xml")
+	args := []string{
+		"-runtime-endpoint", "unix://" + socket,
+		"-image-endpoint", "unix://" + socket,
+		"-runtime-handler", handler,
+		"-ginkgo.junit-report", report,
+		"-ginkgo.no-color",
+	}
+	args = append(args, extra...)
 	var pats []string
 	for _, s := range skips {
 		pats = append(pats, s.pattern)
@@ -159,29 +222,22 @@ func run(repo, handler, critestBin, binDir, skipFile, outDir, focus string, benc
 	logPath := filepath.Join(abs, name+".log")
 	lf, err := os.Create(logPath)
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	defer lf.Close()
 	cmd := exec.Command(critestBin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Dir = abs
 	start := time.Now()
-	fmt.Printf("running critest for handler %s (log: %s)\n", handler, logPath)
+	fmt.Printf("running critest for handler %s on %s (log: %s)\n", handler, socket, logPath)
 	runErr := cmd.Run()
-	passed, failed, skipped, failures, err := parseReport(report)
+	var r result
+	r.passed, r.failed, r.skipped, r.failures, err = parseReport(report)
 	if err != nil {
-		return 0, fmt.Errorf("critest did not write a report (%v): %w; see %s", runErr, err, logPath)
+		return r, fmt.Errorf("critest did not write a report (%v): %w; see %s", runErr, err, logPath)
 	}
-	_ = os.WriteFile(filepath.Join(abs, name+".crimux.log"), []byte(env.Logs()), 0o644)
-	fmt.Printf("critest handler %s took %s; report %s\n", handler, time.Since(start).Round(time.Second), report)
-	for _, f := range failures {
-		fmt.Printf("FAILED: %s\n", f)
-	}
-	fmt.Printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped)
-	if failed > 0 {
-		return 1, nil
-	}
-	return 0, nil
+	fmt.Printf("critest %s took %s; report %s\n", name, time.Since(start).Round(time.Second), report)
+	return r, nil
 }
 
 type junit struct {

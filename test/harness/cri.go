@@ -145,16 +145,23 @@ state = %q
 		return nil, err
 	}
 	ep := "unix://" + c.Socket
-	if c.Runtime, err = cri.NewRemoteRuntimeService(context.Background(), ep, 2*time.Minute, nil, false); err != nil {
-		c.Stop()
-		return nil, err
+	// The CRI plugin answers once it has loaded what it had (on a restart,
+	// a while after the socket appears), and is ready once its network is.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if c.Runtime, err = cri.NewRemoteRuntimeService(context.Background(), ep, 2*time.Minute, nil, false); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.Stop()
+			return nil, err
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if c.Image, err = cri.NewRemoteImageService(context.Background(), ep, 2*time.Minute, nil, false); err != nil {
 		c.Stop()
 		return nil, err
 	}
-	// The CRI plugin is ready once its network is.
-	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st, err := c.Runtime.Status(context.Background(), false)
 		ready := err == nil
@@ -232,4 +239,20 @@ func pauseImage(bin string) (v1.Image, error) {
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
 	return mutate.ConfigFile(img, cf)
+}
+
+// RestartRemote stops the fwd handler's remote (Options.Forward) and
+// starts it again on the same root, socket and network: its pods live on
+// in their shims and its CRI finds them again.
+func (e *Env) RestartRemote() error {
+	if e.Remote == nil {
+		return fmt.Errorf("no remote (Options.Forward)")
+	}
+	e.Remote.Stop()
+	rc, err := e.StartContainerdCRI("f")
+	if err != nil {
+		return err
+	}
+	e.Remote = rc
+	return nil
 }

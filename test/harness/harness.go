@@ -60,12 +60,18 @@ type Env struct {
 	FaultControl string
 	// DebugAddr is crimux's profiling endpoint (host:port).
 	DebugAddr string
+	// Remote is the containerd CRI the "fwd" handler forwards to
+	// (Options.Forward), with its handler of the same name as Handler's.
+	Remote *ContainerdCRI
 
 	ctrd    *exec.Cmd
 	ctrdBin string
 	crimux  *exec.Cmd
 	logs    []string
 }
+
+// FwdHandler is the handler Options.Forward configures.
+const FwdHandler = "fwd"
 
 // Options choose what to start.
 type Options struct {
@@ -86,6 +92,10 @@ type Options struct {
 	// Release builds crimux as `make build` does: without the fault points
 	// tests trigger (benchmarks measure the binary operators run).
 	Release bool
+	// Forward starts a containerd with its CRI plugin (Env.Remote) and
+	// configures handler "fwd" (driver cri) to forward to it, asking it for
+	// its handler named as Handler (runc when empty).
+	Forward bool
 	// WideSubnets gives the run's networks (crimux's and a containerd CRI's)
 	// a /22 each instead of a /24: room for 1000 pods, not 250.
 	WideSubnets bool
@@ -231,6 +241,17 @@ runtime_type = "io.containerd.runsc.v1"
 platform = "no-such-platform"
 `
 	cfg = strings.Replace(cfg, "cni_conf_dir = %q", fmt.Sprintf("cni_conf_dir = %q", faultDir), 1)
+	if o.Forward {
+		if e.Remote, err = e.StartContainerdCRI("f"); err != nil {
+			return nil, fmt.Errorf("the fwd handler's remote: %w", err)
+		}
+		remote := o.Handler
+		if remote == "" {
+			remote = "runc"
+		}
+		cfg += fmt.Sprintf("# Forwarded to a containerd's own CRI.\n[handlers.%s]\ndriver = \"cri\"\nendpoint = \"unix://%s\"\nremote_handler = %q\ntimeout = \"2m\"\n",
+			FwdHandler, e.Remote.Socket, remote)
+	}
 	cfg += o.ExtraConfig
 	if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
 		return nil, err

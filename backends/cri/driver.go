@@ -1,0 +1,235 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/conf"
+)
+
+// Labels crimux puts on what it makes on a remote: the crimux ID it stands
+// for (how an ID is found again after a restart) and the crimux instance
+// (what a crash leaves is swept by it).
+const (
+	labelID       = "io.crimux.id"
+	labelInstance = "io.crimux.instance"
+)
+
+// Options are what the driver is built from.
+type Options struct {
+	// Handlers are this driver's handlers; their options were checked by
+	// ConfDriver's Check.
+	Handlers map[string]conf.Handler
+	// Instance labels what crimux makes on the remotes.
+	Instance string
+	Log      *slog.Logger
+}
+
+// Driver forwards handlers to remote CRI runtimes, one connection per endpoint.
+type Driver struct {
+	log      *slog.Logger
+	instance string
+	remotes  map[string]*remote // by socket
+	listener backends.Listener
+	ctx      context.Context
+	stop     context.CancelFunc
+
+	mu       sync.Mutex
+	runtimes map[string]*Runtime
+}
+
+var (
+	_ backends.Driver           = (*Driver)(nil)
+	_ backends.Sweeper          = (*Driver)(nil)
+	_ backends.HandlerReadiness = (*Driver)(nil)
+)
+
+// New builds the driver; it does not wait for the remotes (one that is
+// down makes only its handlers not ready).
+func New(o Options) (*Driver, error) {
+	d := &Driver{log: o.Log, instance: o.Instance, remotes: map[string]*remote{}, runtimes: map[string]*Runtime{}}
+	d.ctx, d.stop = context.WithCancel(context.Background())
+	var errs []error
+	for _, name := range sortedNames(o.Handlers) {
+		opts, herrs := DecodeOptions(o.Handlers[name].Options)
+		for _, err := range herrs {
+			errs = append(errs, fmt.Errorf("handlers.%s.%w", name, err))
+		}
+		if len(herrs) > 0 {
+			continue
+		}
+		rm, err := d.remote(opts.socket())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("handlers.%s.endpoint: %w", name, err))
+			continue
+		}
+		d.runtimes[name] = &Runtime{d: d, rm: rm, name: name, opts: opts, timeout: opts.timeout(), configured: true}
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// remote returns the connection to socket, made on first use.
+func (d *Driver) remote(socket string) (*remote, error) {
+	if rm, ok := d.remotes[socket]; ok {
+		return rm, nil
+	}
+	conn, err := grpc.NewClient("unix://"+socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+	if err != nil {
+		return nil, err
+	}
+	rm := &remote{d: d, socket: socket, conn: conn, rs: runtime.NewRuntimeServiceClient(conn), is: runtime.NewImageServiceClient(conn),
+		pods: map[string]string{}, ctrs: map[string]string{}, back: map[string]string{}, netns: map[string]string{}}
+	d.remotes[socket] = rm
+	return rm, nil
+}
+
+func sortedNames(hs map[string]conf.Handler) []string {
+	names := make([]string, 0, len(hs))
+	for n := range hs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Start gives the driver its listener and starts following each remote's
+// container events. Call it once, before the router recovers.
+func (d *Driver) Start(l backends.Listener) {
+	d.listener = l
+	for _, rm := range d.remotes {
+		go rm.followEvents(d.ctx)
+	}
+}
+
+// Name implements backends.Driver.
+func (d *Driver) Name() string { return DriverName }
+
+// Runtime implements backends.Driver. A handler that is no longer
+// configured gets a runtime that finds its pods on any remote it knows (by
+// the crimux ID label), enough to stop and remove them.
+func (d *Driver) Runtime(handler string) backends.Runtime {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r, ok := d.runtimes[handler]; ok {
+		return r
+	}
+	r := &Runtime{d: d, name: handler, timeout: DefaultTimeout}
+	d.runtimes[handler] = r
+	return r
+}
+
+// Ready implements backends.Driver: the driver itself is always ready; each
+// remote's readiness is its handlers' (HandlerReady).
+func (d *Driver) Ready(context.Context) error { return nil }
+
+// HandlerReady implements backends.HandlerReadiness: the remote answers
+// Status in time and reports its runtime ready.
+func (d *Driver) HandlerReady(ctx context.Context, handler string) error {
+	d.mu.Lock()
+	r, ok := d.runtimes[handler]
+	d.mu.Unlock()
+	if !ok || r.rm == nil {
+		return fmt.Errorf("handler %q is not forwarded", handler)
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(r.timeout, 5*time.Second))
+	defer cancel()
+	resp, err := r.rm.rs.Status(ctx, &runtime.StatusRequest{})
+	if err != nil {
+		return fmt.Errorf("remote %s: %w", r.opts.Endpoint, err)
+	}
+	r.setFeatures(resp)
+	for _, c := range resp.GetStatus().GetConditions() {
+		if c.Type == runtime.RuntimeReady && !c.Status {
+			return fmt.Errorf("remote %s: runtime not ready: %s %s", r.opts.Endpoint, c.Reason, c.Message)
+		}
+	}
+	return nil
+}
+
+// Version implements backends.Driver: each remote's runtime and version.
+func (d *Driver) Version(ctx context.Context) (string, error) {
+	var out []string
+	for _, socket := range sortedKeys(d.remotes) {
+		rm := d.remotes[socket]
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := rm.rs.Version(cctx, &runtime.VersionRequest{})
+		cancel()
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: unreachable", socket))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s at %s", v.RuntimeName, v.RuntimeVersion, socket))
+	}
+	if len(out) == 0 {
+		return "no remotes", nil
+	}
+	return fmt.Sprint(out), nil
+}
+
+// Close implements backends.Driver.
+func (d *Driver) Close() error {
+	d.stop()
+	for _, rm := range d.remotes {
+		rm.conn.Close()
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Sweep implements backends.Sweeper: it removes the pods this crimux made
+// on each remote that no record names (a crash between the remote call and
+// the record), with their containers.
+func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]string, error) {
+	var removed []string
+	var errs []error
+	for _, socket := range sortedKeys(d.remotes) {
+		rm := d.remotes[socket]
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := rm.rs.ListPodSandbox(cctx, &runtime.ListPodSandboxRequest{Filter: &runtime.PodSandboxFilter{LabelSelector: map[string]string{labelInstance: d.instance}}})
+		if err != nil {
+			cancel()
+			errs = append(errs, fmt.Errorf("remote %s: %w", socket, err))
+			continue
+		}
+		for _, p := range resp.Items {
+			id := p.Labels[labelID]
+			if id == "" || known(id) {
+				continue
+			}
+			_, _ = rm.rs.StopPodSandbox(cctx, &runtime.StopPodSandboxRequest{PodSandboxId: p.Id})
+			if _, err := rm.rs.RemovePodSandbox(cctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil && status.Code(err) != codes.NotFound {
+				errs = append(errs, fmt.Errorf("remote %s: remove pod %s: %w", socket, p.Id, err))
+				continue
+			}
+			removed = append(removed, id)
+		}
+		cancel()
+	}
+	return removed, errors.Join(errs...)
+}

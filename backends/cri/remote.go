@@ -1,0 +1,245 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
+)
+
+// remote is one remote CRI runtime: its connection, the crimux IDs of what
+// crimux made there and the stream of its container events.
+type remote struct {
+	d      *Driver
+	socket string
+	conn   *grpc.ClientConn
+	rs     runtime.RuntimeServiceClient
+	is     runtime.ImageServiceClient
+
+	mu sync.Mutex
+	// pods and ctrs map crimux IDs to the remote's; back maps the remote's
+	// (pods and containers) to crimux's. They are a cache of the io.crimux.id
+	// labels on the remote, which survive a crimux restart.
+	pods, ctrs, back map[string]string
+	// netns are the pods' network namespaces (PodNetNS), by crimux ID.
+	netns map[string]string
+}
+
+// notFound: the remote has nothing with that crimux ID.
+func notFound(kind, id string) error {
+	return fmt.Errorf("%w: %s %s on the remote", backends.ErrNotFound, kind, id)
+}
+
+// mapErr keeps the remote's gRPC code, except NotFound and
+// DeadlineExceeded, which become backends.ErrNotFound and ErrDeadline (the
+// router's contract for missing objects and timed-out execs; the client
+// gets the same codes).
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch status.Code(err) {
+	case codes.NotFound:
+		return fmt.Errorf("%w: %v", backends.ErrNotFound, status.Convert(err).Message())
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%w: remote: %v", backends.ErrDeadline, status.Convert(err).Message())
+	}
+	return fmt.Errorf("remote: %w", err)
+}
+
+func (rm *remote) remember(m map[string]string, id, rid string) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	m[id], rm.back[rid] = rid, id
+}
+
+func (rm *remote) forget(m map[string]string, id string) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rid, ok := m[id]; ok {
+		delete(rm.back, rid)
+		delete(m, id)
+	}
+}
+
+// crimuxID is the crimux ID of a remote pod or container ("" if unknown).
+func (rm *remote) crimuxID(rid string) string {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return rm.back[rid]
+}
+
+// podID is the remote ID of crimux's pod id.
+func (rm *remote) podID(ctx context.Context, id string) (string, error) {
+	rm.mu.Lock()
+	rid, ok := rm.pods[id]
+	rm.mu.Unlock()
+	if ok {
+		return rid, nil
+	}
+	resp, err := rm.rs.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{Filter: &runtime.PodSandboxFilter{LabelSelector: map[string]string{labelID: id}}})
+	if err != nil {
+		return "", mapErr(err)
+	}
+	if len(resp.Items) != 1 {
+		return "", notFound("pod sandbox", id)
+	}
+	rm.remember(rm.pods, id, resp.Items[0].Id)
+	return resp.Items[0].Id, nil
+}
+
+// containerID is the remote ID of crimux's container id.
+func (rm *remote) containerID(ctx context.Context, id string) (string, error) {
+	rm.mu.Lock()
+	rid, ok := rm.ctrs[id]
+	rm.mu.Unlock()
+	if ok {
+		return rid, nil
+	}
+	resp, err := rm.rs.ListContainers(ctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{LabelSelector: map[string]string{labelID: id}}})
+	if err != nil {
+		return "", mapErr(err)
+	}
+	if len(resp.Containers) != 1 {
+		return "", notFound("container", id)
+	}
+	rm.remember(rm.ctrs, id, resp.Containers[0].Id)
+	return resp.Containers[0].Id, nil
+}
+
+// containerState is what the remote knows of a container, as a TaskState.
+func (rm *remote) containerState(ctx context.Context, rid string) (backends.TaskState, *runtime.ContainerStatus, error) {
+	resp, err := rm.rs.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: rid})
+	if err != nil {
+		return backends.TaskState{}, nil, mapErr(err)
+	}
+	return taskState(resp.Status), resp.Status, nil
+}
+
+func taskState(s *runtime.ContainerStatus) backends.TaskState {
+	ts := backends.TaskState{State: s.State, ExitCode: s.ExitCode, Reason: s.Reason}
+	if s.FinishedAt != 0 {
+		ts.ExitedAt = time.Unix(0, s.FinishedAt)
+	}
+	return ts
+}
+
+// reportExit tells the listener that crimux's container id exited, if the
+// remote says so (the router ignores a second report of the same exit).
+func (rm *remote) reportExit(ctx context.Context, id, rid string) error {
+	ts, _, err := rm.containerState(ctx, rid)
+	if err != nil {
+		return err
+	}
+	if ts.State == runtime.ContainerState_CONTAINER_EXITED && rm.d.listener != nil {
+		if ts.Reason == "OOMKilled" {
+			rm.d.listener.TaskOOM(id)
+		}
+		rm.d.listener.TaskExited(id, ts)
+	}
+	return nil
+}
+
+// reportPodStop tells the listener that crimux's pod id is no longer ready.
+func (rm *remote) reportPodStop(ctx context.Context, id, rid string) error {
+	resp, err := rm.rs.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: rid})
+	if err != nil {
+		return mapErr(err)
+	}
+	if resp.Status.State == runtime.PodSandboxState_SANDBOX_NOTREADY && rm.d.listener != nil {
+		rm.d.listener.TaskExited(id, backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitedAt: time.Now()})
+	}
+	return nil
+}
+
+// followEvents follows the remote's container events for as long as the
+// driver runs and reports the exits of what crimux made there. After the
+// stream breaks (the remote restarted) it asks about every container it
+// knows, since events of the gap are lost.
+func (rm *remote) followEvents(ctx context.Context) {
+	wait := time.Second
+	for ctx.Err() == nil {
+		stream, err := rm.rs.GetContainerEvents(ctx, &runtime.GetEventsRequest{})
+		if err == nil {
+			rm.resync(ctx)
+			err = rm.handleEvents(ctx, stream)
+			wait = time.Second
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		rm.d.log.Debug("remote event stream ended; following again", "remote", rm.socket, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+func (rm *remote) handleEvents(ctx context.Context, stream grpc.ServerStreamingClient[runtime.ContainerEventResponse]) error {
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("stream closed")
+			}
+			return err
+		}
+		if ev.ContainerEventType != runtime.ContainerEventType_CONTAINER_STOPPED_EVENT {
+			continue
+		}
+		id := rm.crimuxID(ev.ContainerId)
+		if id == "" {
+			continue // not crimux's, or not looked up since a restart (recovery asks)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		rm.mu.Lock()
+		_, isPod := rm.pods[id]
+		rm.mu.Unlock()
+		if isPod {
+			err = rm.reportPodStop(cctx, id, ev.ContainerId)
+		} else {
+			err = rm.reportExit(cctx, id, ev.ContainerId)
+		}
+		cancel()
+		if err != nil && !errors.Is(err, backends.ErrNotFound) {
+			rm.d.log.Warn("state of a stopped remote container", "id", id, "remote", rm.socket, "error", err)
+		}
+	}
+}
+
+// resync asks about every container and pod crimux knows on the remote:
+// exits during a gap in the event stream are reported.
+func (rm *remote) resync(ctx context.Context) {
+	rm.mu.Lock()
+	ctrs := make(map[string]string, len(rm.ctrs))
+	for id, rid := range rm.ctrs {
+		ctrs[id] = rid
+	}
+	pods := make(map[string]string, len(rm.pods))
+	for id, rid := range rm.pods {
+		pods[id] = rid
+	}
+	rm.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for id, rid := range ctrs {
+		if err := rm.reportExit(cctx, id, rid); errors.Is(err, backends.ErrNotFound) && rm.d.listener != nil {
+			rm.d.listener.TaskExited(id, backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 255, ExitedAt: time.Now(), Reason: "Unknown"})
+		}
+	}
+	for id, rid := range pods {
+		_ = rm.reportPodStop(cctx, id, rid)
+	}
+}
