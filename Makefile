@@ -122,9 +122,10 @@ soak:
 e2e-bin:
 	@bash hack/install-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(E2E_CACHE)/bin
 
-# crimux under a real kubelet and API server: every scenario for the runc
-# and gvisor RuntimeClasses and for pods without one (the default handler).
-E2E_HANDLERS ?= runc,gvisor,
+# crimux under a real kubelet and API server: every scenario for the runc,
+# gvisor and fwd RuntimeClasses (fwd forwards to a containerd's own CRI) and
+# for pods without one (the default handler).
+E2E_HANDLERS ?= runc,gvisor,fwd,
 e2e: e2e-bin
 	$(GO) run ./test/e2e -bin-dir $(BIN_DIR) -k8s-bin $(E2E_CACHE)/bin -handlers '$(E2E_HANDLERS)'
 

@@ -2,8 +2,9 @@
 // (make e2e builds kubelet, kube-apiserver, kubectl and etcd first), starts
 // containerd, a registry with the test images and crimux through the test
 // harness, then etcd and kube-apiserver on loopback and a kubelet pointed at
-// crimux's socket, and runs each scenario for the runc and gvisor
-// RuntimeClasses and for pods without one (crimux's default handler). It
+// crimux's socket, and runs each scenario for the runc, gvisor and fwd
+// RuntimeClasses (fwd forwards to a containerd's own CRI) and for pods
+// without one (crimux's default handler). It
 // prints one line per scenario and "N passed, N failed".
 package main
 
@@ -40,7 +41,7 @@ func repoRoot() string {
 func main() {
 	binDir := flag.String("bin-dir", "/usr/local/bin", "containerd, its shims, runc, runsc")
 	k8sBin := flag.String("k8s-bin", "/var/cache/crimux/e2e/bin", "kubelet, kube-apiserver, kubectl, etcd")
-	handlers := flag.String("handlers", "runc,gvisor,", "RuntimeClass handlers to run the scenarios with (empty: no RuntimeClass)")
+	handlers := flag.String("handlers", "runc,gvisor,"+harness.FwdHandler+",", "RuntimeClass handlers to run the scenarios with (empty: no RuntimeClass)")
 	keep := flag.Bool("keep", false, "leave everything running and print how to reach it")
 	flag.Parse()
 	for _, b := range []string{"kubelet", "kube-apiserver", "kubectl", "etcd"} {
@@ -49,7 +50,8 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	env, err := harness.Start(harness.Options{RepoRoot: repoRoot(), BinDir: *binDir, LogLevel: "info"})
+	// Handler fwd forwards to a containerd's own CRI (its runc handler).
+	env, err := harness.Start(harness.Options{RepoRoot: repoRoot(), BinDir: *binDir, LogLevel: "info", Forward: true})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: harness: %v\n", err)
 		if env != nil {
@@ -93,7 +95,7 @@ func (e *e2e) run(handlers []string) int {
 	fmt.Printf("control plane and kubelet up in %s (node %q on %s)\n", time.Since(start).Round(time.Second), nodeName, e.env.Socket)
 	ctx := context.Background()
 	rcs := []obj{}
-	for _, h := range []string{"runc", "gvisor", "nosuch"} {
+	for _, h := range []string{"runc", "gvisor", harness.FwdHandler, "nosuch"} {
 		rcs = append(rcs, obj{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": obj{"name": h}, "handler": h})
 	}
 	if _, err := c.kubectlIn(ctx, list(rcs...), "apply", "-f", "-"); err != nil {
@@ -189,7 +191,8 @@ func (e *e2e) checkRuntimeHandlers(ctx context.Context) error {
 			f := func(b *bool) bool { return b != nil && *b }
 			got[h.Name] = fmt.Sprintf("rro=%t userns=%t", f(h.Features.RecursiveReadOnlyMounts), f(h.Features.UserNamespaces))
 		}
-		if got["runc"] != "rro=true userns=true" || got["gvisor"] != "rro=true userns=false" {
+		// The forwarded handler's are the remote's (containerd's runc handler).
+		if got["runc"] != "rro=true userns=true" || got["gvisor"] != "rro=true userns=false" || got[harness.FwdHandler] == "" {
 			return fmt.Errorf("runtimeHandlers %v", got)
 		}
 		return nil
@@ -322,16 +325,21 @@ func (e *e2e) checkCleanup(ctx context.Context) error {
 		if len(conts) > 0 {
 			return fmt.Errorf("%d containerd containers left", len(conts))
 		}
+		if rp, err := e.env.Remote.Runtime.ListPodSandbox(ctx, nil); err != nil || len(rp) > 0 {
+			return fmt.Errorf("%d pods left on the fwd handler's remote: %v", len(rp), err)
+		}
 		if ents, _ := os.ReadDir(filepath.Join(e.env.Dir, "state", "netns")); len(ents) > 0 {
 			return fmt.Errorf("%d netns left", len(ents))
 		}
 		var ips []string
-		_ = filepath.WalkDir(filepath.Join(e.env.Dir, "ipam"), func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && net.ParseIP(d.Name()) != nil {
-				ips = append(ips, d.Name())
-			}
-			return nil
-		})
+		for _, dir := range []string{filepath.Join(e.env.Dir, "ipam"), filepath.Join(e.env.Remote.Dir, "ipam")} {
+			_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() && net.ParseIP(d.Name()) != nil {
+					ips = append(ips, d.Name())
+				}
+				return nil
+			})
+		}
 		if len(ips) > 0 {
 			return fmt.Errorf("IPs still allocated: %v", ips)
 		}
