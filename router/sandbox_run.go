@@ -164,6 +164,7 @@ func (r *Router) runRemoteSandbox(ctx context.Context, rt backends.Runtime, md s
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q with handler %q: %w", md.Name, md.Handler, err)
 	}
+	fault.Point("run-sandbox/after-remote")
 	undo.add(func(ctx context.Context) {
 		_ = rt.StopSandbox(ctx, md.ID)
 		if err := rt.RemoveSandbox(ctx, md.ID); err != nil {

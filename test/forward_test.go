@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -313,4 +314,120 @@ func forwardPort(t *testing.T, podID string) {
 	})
 	_ = pf.Process.Kill()
 	_ = pf.Wait()
+}
+
+// A remote that hangs costs each call at most its handler's timeout, makes
+// only its handlers not ready, and what a timed-out RunPodSandbox may have
+// made there once it answers again is removed.
+func TestForwardRemoteHangs(t *testing.T) {
+	needEnv(t)
+	short := harness.FwdShortHandler
+	if err := env.Remote.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = env.Remote.Signal(syscall.SIGCONT)
+		}
+	}()
+	if c := handlerCondition(t, short); c.Status || !strings.Contains(c.Message, "DeadlineExceeded") {
+		t.Errorf("handler %s with its remote hung: %+v, want not ready, deadline exceeded", short, c)
+	}
+	local := runPod(t, podConfig(t, "while-remote-hangs"))
+	if err := env.Runtime.StopPodSandbox(ctx(t), local); err != nil {
+		t.Errorf("a local pod while the remote hangs: %v", err)
+	}
+	pod := podConfig(t, "fwd-hung")
+	start := time.Now()
+	_, err := env.Runtime.RunPodSandbox(ctx(t), pod, short)
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("RunPodSandbox on a hung remote: %v, want DeadlineExceeded", err)
+	}
+	t.Logf("RunPodSandbox on a hung remote returned after %s (timeout 3s)", time.Since(start).Round(time.Millisecond))
+	if pods, err := env.Runtime.ListPodSandbox(ctx(t), &runtime.PodSandboxFilter{LabelSelector: map[string]string{"pod": "fwd-hung"}}); err != nil || len(pods) != 0 {
+		t.Errorf("crimux lists the pod that timed out: %v %v", pods, err)
+	}
+	if err := env.Remote.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	eventually(t, 2*time.Minute, "nothing of the timed-out pod left on the remote", func() error {
+		all, err := env.Remote.Runtime.ListPodSandbox(ctx(t), nil)
+		if err != nil {
+			return err
+		}
+		for _, p := range all {
+			if p.Metadata.Uid == pod.Metadata.Uid {
+				return fmt.Errorf("remote pod %s (%s) is left", p.Id, p.State)
+			}
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "handler ready again", func() error {
+		if c := handlerCondition(t, short); !c.Status {
+			return fmt.Errorf("%s %s", c.Reason, c.Message)
+		}
+		return nil
+	})
+}
+
+// A crash of crimux between the remote making a pod or container and
+// crimux recording it: the next crimux removes it from the remote.
+func TestForwardCrash(t *testing.T) {
+	needEnv(t)
+	pullBusybox(t)
+	remoteHas := func(uid, ctrName string) error {
+		pods, err := env.Remote.Runtime.ListPodSandbox(ctx(t), nil)
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if p.Metadata.Uid != uid {
+				continue
+			}
+			if ctrName == "" {
+				return fmt.Errorf("remote pod %s is left", p.Id)
+			}
+			cs, err := env.Remote.Runtime.ListContainers(ctx(t), &runtime.ContainerFilter{PodSandboxId: p.Id})
+			if err != nil {
+				return err
+			}
+			for _, c := range cs {
+				if c.Metadata.Name == ctrName {
+					return fmt.Errorf("remote container %s is left", c.Id)
+				}
+			}
+		}
+		return nil
+	}
+	t.Run("run-sandbox/after-remote", func(t *testing.T) {
+		pod := podConfig(t, "fwd-crash")
+		crashAt(t, "run-sandbox/after-remote", func() error { _, err := env.Runtime.RunPodSandbox(ctx(t), pod, fwd); return err })
+		if err := remoteHas(pod.Metadata.Uid, ""); err != nil {
+			t.Error(err)
+		}
+		id, err := env.Runtime.RunPodSandbox(ctx(t), pod, fwd)
+		if err != nil {
+			t.Fatalf("the kubelet's retry: %v", err)
+		}
+		_ = env.Runtime.StopPodSandbox(ctx(t), id)
+		_ = env.Runtime.RemovePodSandbox(ctx(t), id)
+	})
+	t.Run("create-container/after-create", func(t *testing.T) {
+		pod := podConfig(t, "fwd-crash")
+		id, err := env.Runtime.RunPodSandbox(ctx(t), pod, fwd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = env.Runtime.StopPodSandbox(ctx(t), id); _ = env.Runtime.RemovePodSandbox(ctx(t), id) }()
+		crashAt(t, "create-container/after-create", func() error {
+			_, err := env.Runtime.CreateContainer(ctx(t), id, ctrConfig("lost", "sleep", "3600"), pod)
+			return err
+		})
+		if err := remoteHas(pod.Metadata.Uid, "lost"); err != nil {
+			t.Error(err)
+		}
+		startContainer(t, id, pod, ctrConfig("lost", "sleep", "3600")) // the retry, same name
+	})
 }

@@ -202,9 +202,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// Sweep implements backends.Sweeper: it removes the pods this crimux made
-// on each remote that no record names (a crash between the remote call and
-// the record), with their containers.
+// Sweep implements backends.Sweeper: it removes the pods and containers
+// this crimux made on each remote that no record names (a crash between the
+// remote call and the record).
 func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]string, error) {
 	var removed []string
 	var errs []error
@@ -225,6 +225,22 @@ func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]strin
 			_, _ = rm.rs.StopPodSandbox(cctx, &runtime.StopPodSandboxRequest{PodSandboxId: p.Id})
 			if _, err := rm.rs.RemovePodSandbox(cctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil && status.Code(err) != codes.NotFound {
 				errs = append(errs, fmt.Errorf("remote %s: remove pod %s: %w", socket, p.Id, err))
+				continue
+			}
+			removed = append(removed, id)
+		}
+		// Containers of known pods whose CreateContainer crashed before its record.
+		cresp, err := rm.rs.ListContainers(cctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{LabelSelector: map[string]string{labelInstance: d.instance}}})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remote %s: %w", socket, err))
+		}
+		for _, c := range cresp.GetContainers() {
+			id := c.Labels[labelID]
+			if id == "" || known(id) {
+				continue
+			}
+			if _, err := rm.rs.RemoveContainer(cctx, &runtime.RemoveContainerRequest{ContainerId: c.Id}); err != nil && status.Code(err) != codes.NotFound {
+				errs = append(errs, fmt.Errorf("remote %s: remove container %s: %w", socket, c.Id, err))
 				continue
 			}
 			removed = append(removed, id)

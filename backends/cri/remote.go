@@ -243,3 +243,69 @@ func (rm *remote) resync(ctx context.Context) {
 		_ = rm.reportPodStop(cctx, id, rid)
 	}
 }
+
+// reap removes what a call that failed without an answer (a timeout, the
+// remote going away) may still make on the remote: a pod or container
+// with crimux's ID id. It looks until the remote has answered a few times
+// with nothing (or for at most reapFor), in the background.
+func (rm *remote) reap(id string, pod bool) {
+	go func() {
+		ctx, cancel := context.WithTimeout(rm.d.ctx, reapFor)
+		defer cancel()
+		sel := map[string]string{labelID: id}
+		for empty := 0; empty < 5 && ctx.Err() == nil; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+			var ids []string
+			var err error
+			if pod {
+				var resp *runtime.ListPodSandboxResponse
+				if resp, err = rm.rs.ListPodSandbox(cctx, &runtime.ListPodSandboxRequest{Filter: &runtime.PodSandboxFilter{LabelSelector: sel}}); err == nil {
+					for _, p := range resp.Items {
+						ids = append(ids, p.Id)
+					}
+				}
+			} else {
+				var resp *runtime.ListContainersResponse
+				if resp, err = rm.rs.ListContainers(cctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{LabelSelector: sel}}); err == nil {
+					for _, c := range resp.Containers {
+						ids = append(ids, c.Id)
+					}
+				}
+			}
+			if err != nil {
+				ccancel()
+				continue
+			}
+			empty++
+			for _, rid := range ids {
+				empty = 0
+				if pod {
+					_, _ = rm.rs.StopPodSandbox(cctx, &runtime.StopPodSandboxRequest{PodSandboxId: rid})
+					_, err = rm.rs.RemovePodSandbox(cctx, &runtime.RemovePodSandboxRequest{PodSandboxId: rid})
+				} else {
+					_, err = rm.rs.RemoveContainer(cctx, &runtime.RemoveContainerRequest{ContainerId: rid})
+				}
+				rm.d.log.Warn("removed what a failed call left on the remote", "id", id, "remote_id", rid, "remote", rm.socket, "error", err)
+			}
+			ccancel()
+		}
+	}()
+}
+
+// reapFor bounds how long reap looks.
+const reapFor = 10 * time.Minute
+
+// mayHaveMade: a call failed without the remote saying it refused (it may
+// have made something before or after the answer was lost).
+func mayHaveMade(err error) bool {
+	switch status.Code(err) {
+	case codes.DeadlineExceeded, codes.Unavailable, codes.Canceled, codes.Unknown, codes.Internal, codes.Aborted:
+		return true
+	}
+	return false
+}

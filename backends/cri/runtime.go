@@ -99,6 +99,9 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (backends
 	cfg.Labels = r.labelled(cfg.Labels, sb.ID)
 	resp, err := r.rm.rs.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: r.opts.RemoteHandler})
 	if err != nil {
+		if mayHaveMade(err) {
+			r.rm.reap(sb.ID, true)
+		}
 		return backends.TaskState{}, mapErr(err)
 	}
 	r.rm.remember(r.rm.pods, sb.ID, resp.PodSandboxId)
@@ -181,6 +184,9 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 	sbCfg.Labels = r.labelled(sbCfg.Labels, c.Sandbox.ID)
 	resp, err := rm.rs.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: prid, Config: cfg, SandboxConfig: sbCfg})
 	if err != nil {
+		if mayHaveMade(err) {
+			rm.reap(c.ID, false)
+		}
 		return backends.User{}, mapErr(err)
 	}
 	rm.remember(rm.ctrs, c.ID, resp.ContainerId)

@@ -190,6 +190,14 @@ func (c *ContainerdCRI) PID() int {
 	return c.cmd.Process.Pid
 }
 
+// Signal sends sig to the daemon (SIGSTOP, SIGCONT: a remote that hangs).
+func (c *ContainerdCRI) Signal(sig syscall.Signal) error {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return fmt.Errorf("containerd CRI is not running")
+	}
+	return c.cmd.Process.Signal(sig)
+}
+
 // Stop stops the daemon; its pods are left to the run's cleanup.
 func (c *ContainerdCRI) Stop() {
 	if c.cmd != nil && c.cmd.Process != nil {

@@ -70,8 +70,12 @@ type Env struct {
 	logs    []string
 }
 
-// FwdHandler is the handler Options.Forward configures.
-const FwdHandler = "fwd"
+// FwdHandler and FwdShortHandler are the handlers Options.Forward
+// configures: the same remote, with a timeout of 2m and of 3s.
+const (
+	FwdHandler      = "fwd"
+	FwdShortHandler = "fwd-short"
+)
 
 // Options choose what to start.
 type Options struct {
@@ -251,6 +255,8 @@ platform = "no-such-platform"
 		}
 		cfg += fmt.Sprintf("# Forwarded to a containerd's own CRI.\n[handlers.%s]\ndriver = \"cri\"\nendpoint = \"unix://%s\"\nremote_handler = %q\ntimeout = \"2m\"\n",
 			FwdHandler, e.Remote.Socket, remote)
+		cfg += fmt.Sprintf("# The same remote with a short timeout, for tests of a remote that hangs.\n[handlers.%s]\ndriver = \"cri\"\nendpoint = \"unix://%s\"\nremote_handler = %q\ntimeout = \"3s\"\n",
+			FwdShortHandler, e.Remote.Socket, remote)
 	}
 	cfg += o.ExtraConfig
 	if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
