@@ -144,3 +144,96 @@ func TestToCRIUser(t *testing.T) {
 		}
 	}
 }
+
+// pullStore is a store whose Pull copies from a registry and records the
+// names it pulled by; FsInfo reports one filesystem at mount.
+type pullStore struct {
+	store
+	registry map[string]Image
+	pulled   []string
+	mount    string
+}
+
+func (s *pullStore) Pull(ctx context.Context, ref string, a *Auth, sn string) (Image, error) {
+	s.pulled = append(s.pulled, ref)
+	img, ok := s.registry[ref]
+	if !ok {
+		return Image{}, ErrNotFound
+	}
+	s.imgs[ref] = img
+	return img, nil
+}
+
+func (s *pullStore) List(ctx context.Context) ([]Image, error) {
+	var out []Image
+	for _, i := range s.imgs {
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+func (s *pullStore) FsInfo(ctx context.Context) ([]*runtime.FilesystemUsage, error) {
+	return []*runtime.FilesystemUsage{{FsId: &runtime.FilesystemIdentifier{Mountpoint: s.mount}}}, nil
+}
+
+// A handler with a store of its own (a forwarded handler) is served from it
+// when a request names it (KEP-4216); requests without a handler keep to
+// the shared store; a container's image the shared store has is pulled into
+// the handler's store by the name the container asks for; FsInfo reports
+// both filesystems once each.
+func TestHandlerStores(t *testing.T) {
+	ctx := context.Background()
+	busybox := Image{ID: "sha256:b", RepoTags: []string{"docker.io/library/busybox:latest"}, RepoDigests: []string{"docker.io/library/busybox@sha256:d"}}
+	registry := map[string]Image{"docker.io/library/busybox:latest": busybox, "docker.io/library/busybox@sha256:d": busybox, "docker.io/library/only:1": {ID: "sha256:o"}}
+	shared := &pullStore{store: store{imgs: map[string]Image{}}, registry: registry, mount: "/shared"}
+	own := &pullStore{store: store{imgs: map[string]Image{}}, registry: registry, mount: "/remote"}
+	s := New(shared, nil, "p", map[string]string{"": "overlayfs"}, slog.New(slog.DiscardHandler))
+	s.SetHandlerStore("fwd", own)
+
+	if _, err := s.Pull(ctx, &runtime.ImageSpec{Image: "only:1", RuntimeHandler: "fwd"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Status(ctx, &runtime.ImageSpec{Image: "only:1"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an image pulled for fwd only, without a handler: %v, want not found", err)
+	}
+	if img, err := s.Status(ctx, &runtime.ImageSpec{Image: "only:1", RuntimeHandler: "fwd"}); err != nil || img.ID != "sha256:o" {
+		t.Errorf("for fwd: %v %v", img, err)
+	}
+	if l, err := s.List(ctx, &runtime.ImageFilter{Image: &runtime.ImageSpec{RuntimeHandler: "fwd"}}); err != nil || len(l) != 1 {
+		t.Errorf("List for fwd: %v %v", l, err)
+	}
+	if l, err := s.List(ctx, nil); err != nil || len(l) != 0 {
+		t.Errorf("List without a handler: %v %v, want the shared store's (empty)", l, err)
+	}
+
+	// The kubelet pulled busybox without a handler; a fwd container needs it.
+	if _, err := s.Pull(ctx, &runtime.ImageSpec{Image: "busybox"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.ForContainer(ctx, "fwd", &runtime.ImageSpec{Image: "busybox"})
+	if err != nil || img.ID != "sha256:b" || len(own.pulled) != 2 || own.pulled[1] != "docker.io/library/busybox:latest" {
+		t.Errorf("ForContainer fwd busybox: %v %v; the remote pulled %v, want busybox by its tag", img, err, own.pulled)
+	}
+	// By ID (as the kubelet names it): pulled by a name the shared store
+	// knows the image by.
+	shared.imgs["sha256:"+sixtyFour] = Image{ID: "sha256:" + sixtyFour, RepoTags: []string{"docker.io/library/other:2"}}
+	registry["docker.io/library/other:2"] = Image{ID: "sha256:" + sixtyFour}
+	if img, err := s.ForContainer(ctx, "fwd", &runtime.ImageSpec{Image: sixtyFour}); err != nil || img.ID != "sha256:"+sixtyFour ||
+		own.pulled[len(own.pulled)-1] != "docker.io/library/other:2" {
+		t.Errorf("ForContainer by ID: %v %v; the remote pulled %v, want other:2 by its tag", img, err, own.pulled)
+	}
+	if _, err := s.ForContainer(ctx, "fwd", &runtime.ImageSpec{Image: "nowhere:1"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an image neither store has: %v, want not found", err)
+	}
+	if _, err := s.ForContainer(ctx, "runc", &runtime.ImageSpec{Image: "only:1"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a local handler's container and an image only fwd has: %v, want not found", err)
+	}
+
+	fs, err := s.FsInfo(ctx)
+	if err != nil || len(fs) != 2 || fs[0].FsId.Mountpoint != "/shared" || fs[1].FsId.Mountpoint != "/remote" {
+		t.Errorf("FsInfo: %v %v", fs, err)
+	}
+	if err := s.Remove(ctx, &runtime.ImageSpec{Image: "only:1", RuntimeHandler: "fwd"}); err != nil {
+		t.Fatal(err)
+	}
+}

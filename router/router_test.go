@@ -92,11 +92,12 @@ func newFixture(t testing.TB, root string) *fixture {
 		{ID: "sha256:bb", RepoTags: []string{"docker.io/library/busybox:latest"}, User: "1000"},
 	}}
 	r, err := New(Options{
-		Config:  cfg,
-		Drivers: map[string]backends.Driver{"containerd": drv},
-		Images:  image.New(imgs, nil, cfg.SandboxImage, map[string]string{"": "overlayfs"}, quietLog()),
-		CNI:     cni.New(nil, netDir, t.TempDir(), time.Second, cni.WithPlugin(fc)),
-		Log:     quietLog(),
+		Config:        cfg,
+		Drivers:       map[string]backends.Driver{"containerd": drv},
+		DefaultDriver: "containerd",
+		Images:        image.New(imgs, nil, cfg.SandboxImage, map[string]string{"": "overlayfs"}, quietLog()),
+		CNI:           cni.New(nil, netDir, t.TempDir(), time.Second, cni.WithPlugin(fc)),
+		Log:           quietLog(),
 	})
 	if err != nil {
 		t.Fatal(err)
