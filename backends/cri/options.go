@@ -99,7 +99,7 @@ func ConfDriver() conf.Driver {
 		},
 		Deferred: func(_ string, raw map[string]any) []string {
 			o, _ := DecodeOptions(raw)
-			return []string{fmt.Sprintf("endpoint: a CRI runtime answers on %s", o.Endpoint)}
+			return []string{fmt.Sprintf("endpoint: a CRI runtime answers on %s (not a start condition: crimux logs it at start and Status reports it as <handler>/RuntimeReady)", o.Endpoint)}
 		},
 	}
 }

@@ -185,6 +185,11 @@ func serve(args []string) error {
 		defer fwd.Close()
 		for name := range hs {
 			imageSvc.SetHandlerStore(name, fwd.Images(name))
+			// A remote that is down is not a reason not to start (it makes
+			// only its handler not ready), but the operator hears of it.
+			if err := fwd.HandlerReady(ctx, name); err != nil {
+				log.Warn("forwarded handler's remote not ready", "handler", name, "error", err)
+			}
 		}
 		drivers[fwd.Name()] = fwd
 	}
