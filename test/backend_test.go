@@ -8,6 +8,7 @@ import (
 
 	"github.com/crimux/crimux/backends/backendtest"
 	"github.com/crimux/crimux/backends/containerd"
+	"github.com/crimux/crimux/backends/cri"
 	"github.com/crimux/crimux/conf"
 	"github.com/crimux/crimux/test/harness"
 )
@@ -21,9 +22,15 @@ func TestBackendSuite(t *testing.T) {
 	if err := fs.Parse([]string{"--config", env.Config}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := conf.Load(fs, nil, containerd.ConfDriver())
+	cfg, err := conf.Load(fs, nil, containerd.ConfDriver(), cri.ConfDriver())
 	if err != nil {
 		t.Fatal(err)
+	}
+	handlers := map[string]conf.Handler{}
+	for name, h := range cfg.Handlers {
+		if h.Driver == containerd.DriverName {
+			handlers[name] = h
+		}
 	}
 	dir := filepath.Join(env.Dir, "backendtest")
 	rec := &backendtest.Recorder{}
@@ -34,7 +41,7 @@ func TestBackendSuite(t *testing.T) {
 		StateDir:         filepath.Join(dir, "state"),
 		RegistryHostsDir: cfg.RegistryHostsDir,
 		PauseBinary:      cfg.PauseBinary,
-		Handlers:         cfg.Handlers,
+		Handlers:         handlers,
 		CgroupDriver:     cfg.CgroupDriver,
 		Instance:         "0123456789abcdef0123456789abcdef",
 	})
