@@ -16,6 +16,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/crimux/crimux/internal/metrics"
 )
 
 // ErrNoConfig is returned while no network configuration exists.
@@ -174,8 +176,11 @@ func (m *Manager) Setup(p Pod) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
 	defer cancel()
 	rt := runtimeConf(p)
+	start := time.Now()
 	res, err := m.plugin.AddNetworkList(ctx, list, rt)
+	metrics.CNIDuration.WithLabelValues("add").Observe(time.Since(start).Seconds())
 	if err != nil {
+		metrics.CNIFailures.WithLabelValues("add").Inc()
 		addErr := fmt.Errorf("cni add network %q for pod %s/%s: %w", list.Name, p.Namespace, p.Name, err)
 		if delErr := m.del(list, rt); delErr != nil {
 			return nil, errors.Join(addErr, delErr)
@@ -240,7 +245,11 @@ func (m *Manager) del(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) er
 			rt = &c
 		}
 	}
-	if err := m.plugin.DelNetworkList(ctx, list, rt); err != nil {
+	start := time.Now()
+	err := m.plugin.DelNetworkList(ctx, list, rt)
+	metrics.CNIDuration.WithLabelValues("del").Observe(time.Since(start).Seconds())
+	if err != nil {
+		metrics.CNIFailures.WithLabelValues("del").Inc()
 		return fmt.Errorf("cni del network %q for %s: %w", list.Name, rt.ContainerID, err)
 	}
 	return nil

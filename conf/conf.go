@@ -10,7 +10,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -48,6 +50,7 @@ type Config struct {
 	CNI        CNI                `mapstructure:"cni"`
 	Streaming  Streaming          `mapstructure:"streaming"`
 	Debug      Debug              `mapstructure:"debug"`
+	Metrics    Metrics            `mapstructure:"metrics"`
 	Handlers   map[string]Handler `mapstructure:"handlers"`
 }
 
@@ -85,6 +88,14 @@ type Streaming struct {
 type Debug struct {
 	// Address is host:port of a net/http/pprof server; "" = off. It must
 	// be a loopback address unless AllowRemote is set.
+	Address     string `mapstructure:"address"`
+	AllowRemote bool   `mapstructure:"allow_remote"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Address is host:port where /metrics is served; "" = off. It must be a
+	// loopback address unless AllowRemote is set.
 	Address     string `mapstructure:"address"`
 	AllowRemote bool   `mapstructure:"allow_remote"`
 }
@@ -142,6 +153,8 @@ func Defaults() map[string]any {
 		"streaming.allow_insecure_remote": false,
 		"debug.address":                   "",
 		"debug.allow_remote":              false,
+		"metrics.address":                 "",
+		"metrics.allow_remote":            false,
 	}
 }
 
@@ -328,6 +341,13 @@ func (c *Config) validate(drivers []Driver) error {
 			errs = append(errs, fmt.Errorf("debug.address: %q is not a loopback address: profiles show crimux's memory; set debug.allow_remote = true to serve them there", a))
 		}
 	}
+	if a := c.Metrics.Address; a != "" {
+		if host, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.address: %q is not host:port: %v", a, err))
+		} else if !isLoopback(host) && !c.Metrics.AllowRemote {
+			errs = append(errs, fmt.Errorf("metrics.address: %q is not a loopback address: the metrics name every pod; set metrics.allow_remote = true to serve them there", a))
+		}
+	}
 	names := c.HandlerNames()
 	for _, name := range names {
 		h := c.Handlers[name]
@@ -435,4 +455,36 @@ func (c *Config) HandlerNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// Reloadable are the keys a reload can change; every other key needs a
+// restart (the socket, the directories, the daemons crimux talks to, the
+// servers it listens with).
+var Reloadable = []string{"handlers", "default_handler", "log_level"}
+
+// Unreloadable lists, by key, what next changes that only a restart can:
+// a reload that changes any of it is refused whole.
+func (c *Config) Unreloadable(next *Config) []error {
+	var errs []error
+	diff("", reflect.ValueOf(*c), reflect.ValueOf(*next), &errs)
+	return errs
+}
+
+func diff(prefix string, a, b reflect.Value, errs *[]error) {
+	t := a.Type()
+	for i := 0; i < t.NumField(); i++ {
+		key := prefix + t.Field(i).Tag.Get("mapstructure")
+		if slices.Contains(Reloadable, key) {
+			continue
+		}
+		fa, fb := a.Field(i), b.Field(i)
+		if fa.Kind() == reflect.Struct {
+			diff(key+".", fa, fb, errs)
+			continue
+		}
+		if !reflect.DeepEqual(fa.Interface(), fb.Interface()) {
+			*errs = append(*errs, fmt.Errorf("%s: can't change without a restart of crimux (running with %v, the configuration now says %v); only %s change at a reload",
+				key, fa.Interface(), fb.Interface(), strings.Join(Reloadable, ", ")))
+		}
+	}
 }

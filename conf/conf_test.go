@@ -209,3 +209,29 @@ func TestDeferred(t *testing.T) {
 		t.Fatalf("deferred checks %q", got)
 	}
 }
+
+// A reload may change the handlers, the default handler and the log level;
+// anything else is refused with its key.
+func TestUnreloadable(t *testing.T) {
+	a := &Config{Socket: "/run/a.sock", RootDir: "/var/lib/a", LogLevel: "info", DefaultHandler: "runc",
+		Handlers: map[string]Handler{"runc": {Driver: "containerd"}}}
+	b := *a
+	b.LogLevel, b.DefaultHandler = "debug", "gvisor"
+	b.Handlers = map[string]Handler{"gvisor": {Driver: "containerd"}}
+	if errs := a.Unreloadable(&b); len(errs) != 0 {
+		t.Errorf("handlers, default_handler and log_level are reloadable: %v", errs)
+	}
+	b.Socket, b.StateDir = "/run/b.sock", "/run/b"
+	b.Containerd.Namespace = "other"
+	errs := a.Unreloadable(&b)
+	var keys []string
+	for _, err := range errs {
+		keys = append(keys, strings.SplitN(err.Error(), ":", 2)[0])
+	}
+	if strings.Join(keys, " ") != "socket state_dir containerd.namespace" {
+		t.Errorf("refused keys %v (%v), want socket state_dir containerd.namespace", keys, errs)
+	}
+	if len(errs) > 0 && !strings.Contains(errs[0].Error(), "can't change without a restart") {
+		t.Errorf("message: %v", errs[0])
+	}
+}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/distribution/reference"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/internal/metrics"
 )
 
 // ErrNotFound is returned for an image the store does not have.
@@ -69,6 +71,8 @@ type Service struct {
 	store        Store
 	builtin      Builtin
 	sandboxImage string
+	// hmu guards snapshotters and own, which a reload replaces.
+	hmu sync.RWMutex
 	// snapshotters maps handler → snapshotter; "" is the default handler's.
 	snapshotters map[string]string
 	// own are the stores of handlers that keep their images apart from the
@@ -99,12 +103,32 @@ func New(store Store, builtin Builtin, sandboxImage string, snapshotters map[str
 // SetHandlerStore gives a handler a store of its own: requests whose
 // runtime_handler names it (KEP-4216) are served from it, and its
 // containers' images are looked up there. Call it before serving.
-func (s *Service) SetHandlerStore(handler string, st Store) { s.own[handler] = st }
+func (s *Service) SetHandlerStore(handler string, st Store) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	s.own[handler] = st
+}
+
+// Reconfigure replaces the handlers' snapshotters and own stores (a
+// configuration reload).
+func (s *Service) Reconfigure(snapshotters map[string]string, own map[string]Store) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	s.snapshotters, s.own = snapshotters, own
+}
+
+// ownStore is handler's own store, if it has one.
+func (s *Service) ownStore(handler string) (Store, bool) {
+	s.hmu.RLock()
+	defer s.hmu.RUnlock()
+	st, ok := s.own[handler]
+	return st, ok
+}
 
 // storeFor is the store of a request's runtime_handler: its own, or the
 // shared one (also for requests that name no handler).
 func (s *Service) storeFor(handler string) Store {
-	if st, ok := s.own[handler]; ok {
+	if st, ok := s.ownStore(handler); ok {
 		return st
 	}
 	return s.store
@@ -144,6 +168,8 @@ func isID(ref string) bool {
 
 // Snapshotter returns the snapshotter for handler.
 func (s *Service) Snapshotter(handler string) string {
+	s.hmu.RLock()
+	defer s.hmu.RUnlock()
 	if sn, ok := s.snapshotters[handler]; ok {
 		return sn
 	}
@@ -159,11 +185,46 @@ func (s *Service) Pull(ctx context.Context, spec *runtime.ImageSpec, auth *runti
 	if err != nil {
 		return "", err
 	}
-	img, err := s.storeFor(spec.RuntimeHandler).Pull(ctx, ref, toAuth(auth), s.Snapshotter(spec.RuntimeHandler))
+	img, err := s.pull(ctx, s.storeFor(spec.RuntimeHandler), spec.RuntimeHandler, ref, toAuth(auth))
 	if err != nil {
 		return "", err
 	}
 	return img.ID, nil
+}
+
+// pull pulls ref into st for handler, counted in crimux's metrics.
+func (s *Service) pull(ctx context.Context, st Store, handler, ref string, auth *Auth) (Image, error) {
+	start := time.Now()
+	img, err := st.Pull(ctx, ref, auth, s.Snapshotter(handler))
+	label := s.handlerLabel(handler)
+	if err != nil {
+		metrics.ImagePulls.WithLabelValues(label, "failure").Inc()
+		return img, err
+	}
+	metrics.ImagePullDuration.WithLabelValues(label).Observe(time.Since(start).Seconds())
+	metrics.ImagePulls.WithLabelValues(label, "success").Inc()
+	size := img.Size
+	if size == 0 { // a store's Pull may not size the image (containerd's doesn't)
+		if full, err := st.Get(ctx, img.ID); err == nil {
+			size = full.Size
+		}
+	}
+	metrics.ImagePullBytes.WithLabelValues(label).Add(float64(size))
+	return img, nil
+}
+
+// handlerLabel is handler as a metric label: a handler the service knows,
+// "" for none, and "unknown" for any other string a client sent (which
+// must not become a series of its own).
+func (s *Service) handlerLabel(handler string) string {
+	s.hmu.RLock()
+	defer s.hmu.RUnlock()
+	_, snap := s.snapshotters[handler]
+	_, own := s.own[handler]
+	if handler == "" || snap || own {
+		return handler
+	}
+	return "unknown"
 }
 
 func toAuth(a *runtime.AuthConfig) *Auth {
@@ -205,7 +266,7 @@ func (s *Service) ForContainer(ctx context.Context, handler string, spec *runtim
 	if err != nil {
 		return Image{}, err
 	}
-	own, ok := s.own[handler]
+	own, ok := s.ownStore(handler)
 	if !ok {
 		return s.store.Get(ctx, ref)
 	}
@@ -225,7 +286,7 @@ func (s *Service) ForContainer(ctx context.Context, handler string, spec *runtim
 	}
 	names = append(append(names, shared.RepoTags...), shared.RepoDigests...)
 	for _, name := range names {
-		if img, perr := own.Pull(ctx, name, nil, ""); perr == nil {
+		if img, perr := s.pull(ctx, own, handler, name, nil); perr == nil {
 			s.log.Info("pulled an image for a handler with its own store", "handler", handler, "image", name)
 			return img, nil
 		} else {
@@ -259,7 +320,7 @@ func (s *Service) Remove(ctx context.Context, spec *runtime.ImageSpec) error {
 	if err != nil {
 		return err
 	}
-	if st, ok := s.own[spec.RuntimeHandler]; ok {
+	if st, ok := s.ownStore(spec.RuntimeHandler); ok {
 		return st.Remove(ctx, img.ID)
 	}
 	defer s.ForgetSandboxImage()
@@ -278,8 +339,14 @@ func (s *Service) FsInfo(ctx context.Context) ([]*runtime.FilesystemUsage, error
 	for _, f := range out {
 		seen[f.GetFsId().GetMountpoint()] = true
 	}
-	for _, h := range sortedHandlers(s.own) {
-		fs, err := s.own[h].FsInfo(ctx)
+	s.hmu.RLock()
+	own := make(map[string]Store, len(s.own))
+	for h, st := range s.own {
+		own[h] = st
+	}
+	s.hmu.RUnlock()
+	for _, h := range sortedHandlers(own) {
+		fs, err := own[h].FsInfo(ctx)
 		if err != nil {
 			s.log.Warn("image filesystem of a handler's own store", "handler", h, "error", err)
 			continue
@@ -351,7 +418,7 @@ func (s *Service) ForgetSandboxImage() {
 func (s *Service) findSandboxImage(ctx context.Context, handler, ref string) (string, error) {
 	img, err := s.store.Get(ctx, ref)
 	if err != nil && s.mayRetryPull() {
-		img, err = s.store.Pull(ctx, ref, nil, s.Snapshotter(handler))
+		img, err = s.pull(ctx, s.store, handler, ref, nil)
 		if err != nil {
 			s.mu.Lock()
 			s.pullFailed = time.Now()

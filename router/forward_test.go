@@ -52,8 +52,7 @@ func TestNetworkOwningHandler(t *testing.T) {
 	f := newFixture(t, t.TempDir())
 	rd := &remoteDriver{rts: map[string]*remoteRuntime{}}
 	f.cfg.Handlers["fwd"] = conf.Handler{Driver: "cri"}
-	f.r.drivers["cri"] = rd
-	f.r.runtimes["fwd"] = rd.Runtime("fwd")
+	f.addDriver(t, "cri", rd)
 	ctx := context.Background()
 
 	id, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: netPod("remote"), RuntimeHandler: "fwd"})
@@ -98,8 +97,8 @@ func TestNetworkOwningHandler(t *testing.T) {
 	}
 
 	// The handler leaves the configuration: its pods still reach its driver.
-	delete(f.r.runtimes, "fwd")
 	delete(f.cfg.Handlers, "fwd")
+	f.addDriver(t, "cri", rd)
 	if rt := f.r.runtimeOf(sb); rt != rd.rts["fwd"] {
 		t.Errorf("runtimeOf a removed handler's pod: %T, want the cri driver's runtime", rt)
 	}

@@ -19,7 +19,7 @@ func (r *Router) cniPod(md sandbox.Metadata) cni.Pod {
 		NetNS:      md.NetNSPath,
 		CgroupPath: cfg.GetLinux().GetCgroupParent(),
 	}
-	if h, ok := r.cfg.Handlers[md.Handler]; ok {
+	if h, ok := r.conf().Handlers[md.Handler]; ok {
 		p.ConfDir = h.CNIConfDir
 	}
 	for _, pm := range cfg.PortMappings {

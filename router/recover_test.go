@@ -119,7 +119,7 @@ func TestRecoverQuarantineIsNotSwept(t *testing.T) {
 	}
 	g := newFixture(t, root)
 	sw := &fakeSweeper{}
-	g.r.drivers["sweeper"] = sw
+	g.addDriver(t, "sweeper", sw)
 	if err := g.r.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestRecoverQuarantineIsNotSwept(t *testing.T) {
 	// No records dir to read: no sweep at all.
 	h := newFixture(t, root)
 	sw2 := &fakeSweeper{}
-	h.r.drivers["sweeper"] = sw2
+	h.addDriver(t, "sweeper", sw2)
 	_ = os.RemoveAll(filepath.Join(root, "containers"))
 	_ = os.WriteFile(filepath.Join(root, "containers"), nil, 0o600)
 	if err := h.r.Recover(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,6 +28,7 @@ import (
 	"github.com/crimux/crimux/cni"
 	"github.com/crimux/crimux/conf"
 	"github.com/crimux/crimux/image"
+	"github.com/crimux/crimux/internal/metrics"
 	"github.com/crimux/crimux/sandbox"
 )
 
@@ -35,9 +37,9 @@ type Router struct {
 	runtime.UnimplementedRuntimeServiceServer
 	runtime.UnimplementedImageServiceServer
 
-	cfg      *conf.Config
-	drivers  map[string]backends.Driver
-	runtimes map[string]backends.Runtime // configured handlers
+	// set is the configuration with its drivers and handlers' runtimes,
+	// replaced whole by Reconfigure (a reload).
+	set atomic.Pointer[handlerSet]
 	// defaultDriver stops and removes pods of a removed handler whose
 	// record names no driver (records older than Metadata.Driver).
 	defaultDriver string
@@ -82,10 +84,7 @@ func New(o Options) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{
-		cfg:            o.Config,
-		drivers:        o.Drivers,
 		defaultDriver:  o.DefaultDriver,
-		runtimes:       map[string]backends.Runtime{},
 		images:         o.Images,
 		cni:            o.CNI,
 		log:            o.Log,
@@ -97,15 +96,39 @@ func New(o Options) (*Router, error) {
 		locks:          newKeyedLocks(),
 		pending:        &pendingSet{ids: map[string]bool{}},
 	}
-	for name, h := range o.Config.Handlers {
-		d, ok := o.Drivers[h.Driver]
-		if !ok {
-			return nil, fmt.Errorf("handlers.%s.driver: driver %q is not running", name, h.Driver)
-		}
-		r.runtimes[name] = d.Runtime(name)
+	if err := r.Reconfigure(o.Config, o.Drivers); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
+
+// handlerSet is a configuration, its drivers and each configured handler's
+// runtime: what a reload replaces at once.
+type handlerSet struct {
+	cfg      *conf.Config
+	drivers  map[string]backends.Driver
+	runtimes map[string]backends.Runtime
+}
+
+// Reconfigure makes cfg's handlers the ones served, each by its driver in
+// drivers (a configuration reload; the drivers already took their new
+// handlers). Pods keep their runtime: a removed handler's are still
+// stopped and removed through their driver (runtimeOf).
+func (r *Router) Reconfigure(cfg *conf.Config, drivers map[string]backends.Driver) error {
+	hs := &handlerSet{cfg: cfg, drivers: drivers, runtimes: map[string]backends.Runtime{}}
+	for name, h := range cfg.Handlers {
+		d, ok := drivers[h.Driver]
+		if !ok {
+			return fmt.Errorf("handlers.%s.driver: driver %q is not running", name, h.Driver)
+		}
+		hs.runtimes[name] = d.Runtime(name)
+	}
+	r.set.Store(hs)
+	return nil
+}
+
+// conf is the configuration in force.
+func (r *Router) conf() *conf.Config { return r.set.Load().cfg }
 
 // SetStreaming sets the streaming server Exec/Attach/PortForward URLs come from.
 func (r *Router) SetStreaming(s streaming.Server) { r.stream = s }
@@ -118,12 +141,13 @@ func (r *Router) Register(s *grpc.Server) {
 
 // resolveHandler maps a RunPodSandbox runtime_handler to its name and runtime.
 func (r *Router) resolveHandler(h string) (string, backends.Runtime, error) {
+	hs := r.set.Load()
 	if h == "" {
-		h = r.cfg.DefaultHandler
+		h = hs.cfg.DefaultHandler
 	}
-	rt, ok := r.runtimes[h]
+	rt, ok := hs.runtimes[h]
 	if !ok {
-		return "", nil, fmt.Errorf("%w: unknown runtime handler %q (configured: %s)", errInvalid, h, strings.Join(r.cfg.HandlerNames(), ", "))
+		return "", nil, fmt.Errorf("%w: unknown runtime handler %q (configured: %s)", errInvalid, h, strings.Join(hs.cfg.HandlerNames(), ", "))
 	}
 	return h, rt, nil
 }
@@ -131,16 +155,18 @@ func (r *Router) resolveHandler(h string) (string, backends.Runtime, error) {
 // runtimeOf returns the runtime a sandbox was bound to, even when the handler
 // is no longer configured (so its pods can still be stopped and removed).
 func (r *Router) runtimeOf(sb *sandbox.Sandbox) backends.Runtime {
-	if rt, ok := r.runtimes[sb.Handler]; ok {
+	hs := r.set.Load()
+	// The handler's runtime, unless a reload gave the name to another driver.
+	if rt, ok := hs.runtimes[sb.Handler]; ok && (sb.Driver == "" || hs.cfg.Handlers[sb.Handler].Driver == sb.Driver) {
 		return rt
 	}
-	if d, ok := r.drivers[sb.Driver]; ok {
+	if d, ok := hs.drivers[sb.Driver]; ok {
 		return d.Runtime(sb.Handler)
 	}
-	if d, ok := r.drivers[r.defaultDriver]; ok {
+	if d, ok := hs.drivers[r.defaultDriver]; ok {
 		return d.Runtime(sb.Handler)
 	}
-	for _, d := range r.drivers {
+	for _, d := range hs.drivers {
 		return d.Runtime(sb.Handler)
 	}
 	return nil
@@ -160,11 +186,11 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-func (r *Router) podsDir() string         { return filepath.Join(r.cfg.StateDir, "pods") }
+func (r *Router) podsDir() string         { return filepath.Join(r.conf().StateDir, "pods") }
 func (r *Router) podDir(id string) string { return filepath.Join(r.podsDir(), id) }
 
-func (r *Router) netnsDir() string  { return filepath.Join(r.cfg.StateDir, "netns") }
-func (r *Router) usernsDir() string { return filepath.Join(r.cfg.StateDir, "userns") }
+func (r *Router) netnsDir() string  { return filepath.Join(r.conf().StateDir, "netns") }
+func (r *Router) usernsDir() string { return filepath.Join(r.conf().StateDir, "userns") }
 
 func (r *Router) backendSandbox(sb *sandbox.Sandbox) backends.Sandbox {
 	return backends.Sandbox{ID: sb.ID, Handler: sb.Handler, Config: sb.Config, NetNSPath: sb.NetNSPath, UsernsPath: sb.UsernsPath, Image: sb.Image, Dir: r.podDir(sb.ID)}
@@ -208,6 +234,7 @@ func (r *Router) TaskOOM(id string) {
 	if err != nil || c.ID != id {
 		return
 	}
+	r.countOOM(c.SandboxID)
 	_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
 		s.OOMKilled = true
 		s.OOMEvents++
@@ -268,8 +295,13 @@ var quiet = map[string]bool{
 // Interceptor logs every call and maps its error to a gRPC code.
 func (r *Router) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
+	// Before the call: a removed pod has no handler after it.
+	rtHandler := r.requestHandler(req)
 	resp, err := handler(ctx, req)
 	err = toStatus(err)
+	method := shortMethod(info.FullMethod)
+	metrics.CRIRequests.WithLabelValues(method, rtHandler, status.Code(err).String()).Inc()
+	metrics.CRIDuration.WithLabelValues(method, rtHandler).Observe(time.Since(start).Seconds())
 	level := slog.LevelInfo
 	if quiet[info.FullMethod] {
 		level = slog.LevelDebug
@@ -286,7 +318,12 @@ func (r *Router) Interceptor(ctx context.Context, req any, info *grpc.UnaryServe
 
 // StreamInterceptor maps errors of streaming RPCs.
 func (r *Router) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return toStatus(handler(srv, ss))
+	start := time.Now()
+	err := toStatus(handler(srv, ss))
+	method := shortMethod(info.FullMethod)
+	metrics.CRIRequests.WithLabelValues(method, "", status.Code(err).String()).Inc()
+	metrics.CRIDuration.WithLabelValues(method, "").Observe(time.Since(start).Seconds())
+	return err
 }
 
 func errString(err error) string {

@@ -105,6 +105,18 @@ func newFixture(t testing.TB, root string) *fixture {
 	return &fixture{r: r, drv: drv, cni: fc, cfg: cfg, netDir: netDir}
 }
 
+// addDriver adds a driver (and any handler of cfg it runs) to the router.
+func (f *fixture) addDriver(t testing.TB, name string, d backends.Driver) {
+	t.Helper()
+	drivers := map[string]backends.Driver{name: d}
+	for n, x := range f.r.set.Load().drivers {
+		drivers[n] = x
+	}
+	if err := f.r.Reconfigure(f.cfg, drivers); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func podCfg(name string) *runtime.PodSandboxConfig {
 	return &runtime.PodSandboxConfig{
 		Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "ns", Uid: name + "-uid"},
@@ -378,7 +390,9 @@ func TestRemovedHandler(t *testing.T) {
 	}
 	g := newFixture(t, root)
 	delete(g.cfg.Handlers, "fast")
-	delete(g.r.runtimes, "fast")
+	if err := g.r.Reconfigure(g.cfg, map[string]backends.Driver{"containerd": g.drv}); err != nil {
+		t.Fatal(err)
+	}
 	if err := g.r.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}

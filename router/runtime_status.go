@@ -9,16 +9,18 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/conf"
 )
 
 // Status reports RuntimeReady (every driver answers), NetworkReady (a CNI
 // config is loadable) and each configured handler with its features.
 func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
+	hs := r.set.Load()
 	rtReady := &runtime.RuntimeCondition{Type: runtime.RuntimeReady, Status: true}
 	var handlerConds []*runtime.RuntimeCondition
-	for name, d := range r.drivers {
+	for name, d := range hs.drivers {
 		if hr, ok := d.(backends.HandlerReadiness); ok {
-			handlerConds = append(handlerConds, r.handlerConditions(ctx, name, hr)...)
+			handlerConds = append(handlerConds, handlerConditions(ctx, hs.cfg, name, hr)...)
 			continue
 		}
 		if err := d.Ready(ctx); err != nil {
@@ -40,16 +42,16 @@ func (r *Router) Status(ctx context.Context, req *runtime.StatusRequest) (*runti
 		// are how crimux builds a container's groups, for every handler.
 		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
-	for _, name := range r.cfg.HandlerNames() {
-		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: name, Features: r.runtimes[name].Features()})
-		if name == r.cfg.DefaultHandler {
+	for _, name := range hs.cfg.HandlerNames() {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: name, Features: hs.runtimes[name].Features()})
+		if name == hs.cfg.DefaultHandler {
 			// The empty name stands for the default handler, as the kubelet expects.
-			resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: "", Features: r.runtimes[name].Features()})
+			resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: "", Features: hs.runtimes[name].Features()})
 		}
 	}
 	if req.Verbose {
 		// Every info value is a JSON document (crictl info decodes them).
-		cfg, err := json.Marshal(r.cfg)
+		cfg, err := json.Marshal(hs.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("encode config: %w", err)
 		}
@@ -65,10 +67,10 @@ func HandlerReadyCondition(handler string) string { return handler + "/" + runti
 
 // handlerConditions are the readiness of each configured handler of d,
 // asked at once (a remote that hangs costs its own timeout only once).
-func (r *Router) handlerConditions(ctx context.Context, driver string, d backends.HandlerReadiness) []*runtime.RuntimeCondition {
+func handlerConditions(ctx context.Context, cfg *conf.Config, driver string, d backends.HandlerReadiness) []*runtime.RuntimeCondition {
 	var names []string
-	for _, h := range r.cfg.HandlerNames() {
-		if r.cfg.Handlers[h].Driver == driver {
+	for _, h := range cfg.HandlerNames() {
+		if cfg.Handlers[h].Driver == driver {
 			names = append(names, h)
 		}
 	}

@@ -107,7 +107,7 @@ func (r *Router) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 		}
 	}()
 
-	md := sandbox.Metadata{ID: id, Name: name, Handler: handler, Driver: r.cfg.Handlers[handler].Driver, Config: cfg, CreatedAt: time.Now().UnixNano()}
+	md := sandbox.Metadata{ID: id, Name: name, Handler: handler, Driver: r.conf().Handlers[handler].Driver, Config: cfg, CreatedAt: time.Now().UnixNano()}
 	dir := r.podDir(id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create pod dir: %w", err)

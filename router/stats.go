@@ -62,7 +62,7 @@ func (r *Router) stats(ctx context.Context, c *sandbox.Container) (*runtime.Cont
 	}
 	st.Attributes = &runtime.ContainerAttributes{Id: c.ID, Metadata: c.Config.Metadata, Labels: c.Config.Labels, Annotations: c.Config.Annotations}
 	if st.WritableLayer != nil && st.WritableLayer.FsId == nil {
-		st.WritableLayer.FsId = &runtime.FilesystemIdentifier{Mountpoint: r.cfg.RootDir}
+		st.WritableLayer.FsId = &runtime.FilesystemIdentifier{Mountpoint: r.conf().RootDir}
 	}
 	return st, nil
 }

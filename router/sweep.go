@@ -25,7 +25,7 @@ func (r *Router) sweepOrphans(ctx context.Context, sbs []*sandbox.Sandbox, cts [
 	for _, c := range cts {
 		known[c.ID] = true
 	}
-	for name, d := range r.drivers {
+	for name, d := range r.set.Load().drivers {
 		sw, ok := d.(backends.Sweeper)
 		if !ok {
 			continue
@@ -39,8 +39,8 @@ func (r *Router) sweepOrphans(ctx context.Context, sbs []*sandbox.Sandbox, cts [
 		}
 	}
 	confDirs := []string{""} // the default conf dir, then each handler's own
-	for _, h := range r.cfg.HandlerNames() {
-		if d := r.cfg.Handlers[h].CNIConfDir; d != "" {
+	for _, h := range r.conf().HandlerNames() {
+		if d := r.conf().Handlers[h].CNIConfDir; d != "" {
 			confDirs = append(confDirs, d)
 		}
 	}

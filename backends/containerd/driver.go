@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -194,6 +195,41 @@ func (d *Driver) Runtime(handler string) backends.Runtime {
 	r := &Runtime{d: d, name: handler, opts: o, kind: shimKind{}}
 	d.runtimes[handler] = r
 	return r
+}
+
+// Reconfigure replaces the driver's handlers (a configuration reload). Every
+// new or changed handler is built and checked first; on any error nothing
+// changes. An unchanged handler keeps its runtime (and what it watches); a
+// changed one gets a new runtime for what starts from now on; the pods of a
+// removed one are stopped and removed through the runtime Runtime gives for
+// a handler no longer configured.
+func (d *Driver) Reconfigure(hs map[string]conf.Handler) error {
+	d.mu.Lock()
+	old := d.runtimes
+	d.mu.Unlock()
+	built := map[string]backends.Runtime{}
+	var errs []error
+	for _, name := range sortedHandlerNames(hs) {
+		o, _ := DecodeOptions(hs[name].Options)
+		if r, ok := old[name].(*Runtime); ok && r.configured && reflect.DeepEqual(r.opts, o) {
+			built[name] = r
+			continue
+		}
+		rt, herrs := d.newRuntime(name, hs[name].Options)
+		for _, err := range herrs {
+			errs = append(errs, fmt.Errorf("handlers.%s.%w", name, err))
+		}
+		if rt != nil {
+			built[name] = rt
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.runtimes = built
+	d.mu.Unlock()
+	return nil
 }
 
 // newRuntime decodes a handler's options, makes the checks that need the

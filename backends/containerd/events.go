@@ -8,6 +8,8 @@ import (
 
 	eventsapi "github.com/containerd/containerd/api/events"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/crimux/crimux/internal/metrics"
 )
 
 // watchEvents follows containerd's task events for crimux's namespace: OOMs
@@ -32,6 +34,7 @@ func (d *Driver) watchEvents(ctx context.Context) {
 			case err := <-errs:
 				if broken.IsZero() && ctx.Err() == nil {
 					broken = time.Now()
+					metrics.ExitWatchReconnects.WithLabelValues(DriverName, "events").Inc()
 					d.log.Warn("containerd event stream broke; resubscribing until it is back", "error", err)
 				}
 				break recv

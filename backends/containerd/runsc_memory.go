@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+
+	"github.com/crimux/crimux/internal/metrics"
 )
 
 // memGuard watches one container.
@@ -79,14 +81,19 @@ func (g *runscKind) watchMemory(p *proc, mg *memGuard, interval time.Duration) {
 			continue
 		}
 		if total, err := hostCgroupMemory(p.pid); err == nil && total < uint64(limit) {
+			metrics.GvisorMemorySamples.WithLabelValues(g.name, "cgroup").Inc()
 			continue
 		}
 		ctx, cancel := context.WithTimeout(g.d.ctx(context.Background()), interval+5*time.Second)
 		u, err := cgroupUsage(ctx, p)
+		if err == nil {
+			metrics.GvisorMemorySamples.WithLabelValues(g.name, "runsc").Inc()
+		}
 		if err != nil || u.MemWorkingSet < uint64(limit) {
 			cancel()
 			continue
 		}
+		metrics.GvisorMemoryKills.WithLabelValues(g.name).Inc()
 		g.d.log.Warn("container reached its memory limit in a gVisor sandbox; OOM-killing it",
 			"id", p.id, "handler", g.name, "working_set", u.MemWorkingSet, "limit", limit)
 		if l := g.d.listener; l != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/internal/fault"
+	"github.com/crimux/crimux/internal/metrics"
 )
 
 // Task supervision: every sandbox's and container's task crimux started or
@@ -53,6 +54,7 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 		ts := backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(code), ExitedAt: at}
 		if err != nil {
 			// Lost the wait (containerd restarted): ask again once it answers.
+			metrics.ExitWatchReconnects.WithLabelValues(DriverName, "task").Inc()
 			ts = d.rewait(p)
 			if ts.State == runtime.ContainerState_CONTAINER_UNKNOWN {
 				return // the driver closed; the task is left to the next crimux

@@ -41,13 +41,14 @@ type Options struct {
 type Driver struct {
 	log      *slog.Logger
 	instance string
-	remotes  map[string]*remote // by socket
 	listener backends.Listener
 	ctx      context.Context
 	stop     context.CancelFunc
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards runtimes, remotes and started
 	runtimes map[string]*Runtime
+	remotes  map[string]*remote // by socket
+	started  bool
 }
 
 var (
@@ -61,30 +62,55 @@ var (
 func New(o Options) (*Driver, error) {
 	d := &Driver{log: o.Log, instance: o.Instance, remotes: map[string]*remote{}, runtimes: map[string]*Runtime{}}
 	d.ctx, d.stop = context.WithCancel(context.Background())
-	var errs []error
-	for _, name := range sortedNames(o.Handlers) {
-		opts, herrs := DecodeOptions(o.Handlers[name].Options)
-		for _, err := range herrs {
-			errs = append(errs, fmt.Errorf("handlers.%s.%w", name, err))
-		}
-		if len(herrs) > 0 {
-			continue
-		}
-		rm, err := d.remote(opts.socket())
-		if err != nil {
-			errs = append(errs, fmt.Errorf("handlers.%s.endpoint: %w", name, err))
-			continue
-		}
-		d.runtimes[name] = &Runtime{d: d, rm: rm, name: name, opts: opts, timeout: opts.timeout(), configured: true}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := d.Reconfigure(o.Handlers); err != nil {
 		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-// remote returns the connection to socket, made on first use.
+// Reconfigure replaces the driver's handlers (at start, and at a
+// configuration reload): on any error nothing changes. An unchanged handler
+// keeps its runtime; a new endpoint gets a connection (and its events are
+// followed once the driver started). Pods of a removed handler are found
+// on any remote the driver knows (Runtime of a handler no longer
+// configured), so they can still be stopped and removed.
+func (d *Driver) Reconfigure(hs map[string]conf.Handler) error {
+	type want struct {
+		name string
+		opts HandlerOptions
+	}
+	var wants []want
+	var errs []error
+	for _, name := range sortedNames(hs) {
+		opts, herrs := DecodeOptions(hs[name].Options)
+		for _, err := range herrs {
+			errs = append(errs, fmt.Errorf("handlers.%s.%w", name, err))
+		}
+		wants = append(wants, want{name, opts})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	built := map[string]*Runtime{}
+	for _, w := range wants {
+		if r, ok := d.runtimes[w.name]; ok && r.configured && r.opts == w.opts {
+			built[w.name] = r
+			continue
+		}
+		rm, err := d.remote(w.opts.socket())
+		if err != nil {
+			return fmt.Errorf("handlers.%s.endpoint: %w", w.name, err)
+		}
+		built[w.name] = &Runtime{d: d, rm: rm, name: w.name, opts: w.opts, timeout: w.opts.timeout(), configured: true}
+	}
+	d.runtimes = built
+	return nil
+}
+
+// remote returns the connection to socket, made on first use (d.mu held).
 func (d *Driver) remote(socket string) (*remote, error) {
 	if rm, ok := d.remotes[socket]; ok {
 		return rm, nil
@@ -96,9 +122,23 @@ func (d *Driver) remote(socket string) (*remote, error) {
 		return nil, err
 	}
 	rm := &remote{d: d, socket: socket, conn: conn, rs: runtime.NewRuntimeServiceClient(conn), is: runtime.NewImageServiceClient(conn),
-		pods: map[string]string{}, ctrs: map[string]string{}, back: map[string]string{}, netns: map[string]string{}}
+		pods: map[string]string{}, ctrs: map[string]string{}, back: map[string]string{}, netns: map[string]string{}, oomed: map[string]bool{}}
 	d.remotes[socket] = rm
+	if d.started {
+		go rm.followEvents(d.ctx)
+	}
 	return rm, nil
+}
+
+// remoteList is every remote the driver knows, by socket.
+func (d *Driver) remoteList() []*remote {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*remote, 0, len(d.remotes))
+	for _, s := range sortedKeys(d.remotes) {
+		out = append(out, d.remotes[s])
+	}
+	return out
 }
 
 func sortedNames(hs map[string]conf.Handler) []string {
@@ -114,6 +154,9 @@ func sortedNames(hs map[string]conf.Handler) []string {
 // container events. Call it once, before the router recovers.
 func (d *Driver) Start(l backends.Listener) {
 	d.listener = l
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.started = true
 	for _, rm := range d.remotes {
 		go rm.followEvents(d.ctx)
 	}
@@ -167,8 +210,8 @@ func (d *Driver) HandlerReady(ctx context.Context, handler string) error {
 // Version implements backends.Driver: each remote's runtime and version.
 func (d *Driver) Version(ctx context.Context) (string, error) {
 	var out []string
-	for _, socket := range sortedKeys(d.remotes) {
-		rm := d.remotes[socket]
+	for _, rm := range d.remoteList() {
+		socket := rm.socket
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		v, err := rm.rs.Version(cctx, &runtime.VersionRequest{})
 		cancel()
@@ -187,7 +230,7 @@ func (d *Driver) Version(ctx context.Context) (string, error) {
 // Close implements backends.Driver.
 func (d *Driver) Close() error {
 	d.stop()
-	for _, rm := range d.remotes {
+	for _, rm := range d.remoteList() {
 		rm.conn.Close()
 	}
 	return nil
@@ -208,8 +251,8 @@ func sortedKeys[V any](m map[string]V) []string {
 func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]string, error) {
 	var removed []string
 	var errs []error
-	for _, socket := range sortedKeys(d.remotes) {
-		rm := d.remotes[socket]
+	for _, rm := range d.remoteList() {
+		socket := rm.socket
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		resp, err := rm.rs.ListPodSandbox(cctx, &runtime.ListPodSandboxRequest{Filter: &runtime.PodSandboxFilter{LabelSelector: map[string]string{labelInstance: d.instance}}})
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/internal/metrics"
 )
 
 // remote is one remote CRI runtime: its connection, the crimux IDs of what
@@ -32,6 +33,8 @@ type remote struct {
 	pods, ctrs, back map[string]string
 	// netns are the pods' network namespaces (PodNetNS), by crimux ID.
 	netns map[string]string
+	// oomed are the containers whose OOM kill was reported, by crimux ID.
+	oomed map[string]bool
 }
 
 // notFound: the remote has nothing with that crimux ID.
@@ -69,6 +72,8 @@ func (rm *remote) forget(m map[string]string, id string) {
 		delete(rm.back, rid)
 		delete(m, id)
 	}
+	delete(rm.oomed, id)
+	delete(rm.netns, id)
 }
 
 // crimuxID is the crimux ID of a remote pod or container ("" if unknown).
@@ -141,8 +146,16 @@ func (rm *remote) reportExit(ctx context.Context, id, rid string) error {
 		return err
 	}
 	if ts.State == runtime.ContainerState_CONTAINER_EXITED && rm.d.listener != nil {
+		// The exit may be reported more than once (by the event, a stop, a
+		// resync), which the listener ignores; the OOM is counted once.
 		if ts.Reason == "OOMKilled" {
-			rm.d.listener.TaskOOM(id)
+			rm.mu.Lock()
+			first := !rm.oomed[id]
+			rm.oomed[id] = true
+			rm.mu.Unlock()
+			if first {
+				rm.d.listener.TaskOOM(id)
+			}
 		}
 		rm.d.listener.TaskExited(id, ts)
 	}
@@ -178,6 +191,7 @@ func (rm *remote) followEvents(ctx context.Context) {
 			return
 		}
 		rm.d.log.Debug("remote event stream ended; following again", "remote", rm.socket, "error", err)
+		metrics.ExitWatchReconnects.WithLabelValues(DriverName, "events").Inc()
 		select {
 		case <-ctx.Done():
 			return

@@ -55,10 +55,7 @@ func (r *Runtime) call(ctx context.Context) (context.Context, context.CancelFunc
 func (r *Runtime) remoteOf(ctx context.Context, id string, pod bool) (*remote, string, error) {
 	remotes := []*remote{r.rm}
 	if r.rm == nil {
-		remotes = nil
-		for _, s := range sortedKeys(r.d.remotes) {
-			remotes = append(remotes, r.d.remotes[s])
-		}
+		remotes = r.d.remoteList()
 	}
 	var last error = notFound("object", id)
 	for _, rm := range remotes {
@@ -163,9 +160,6 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 		return mapErr(err)
 	}
 	rm.forget(rm.pods, id)
-	rm.mu.Lock()
-	delete(rm.netns, id)
-	rm.mu.Unlock()
 	return nil
 }
 

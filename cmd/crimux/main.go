@@ -3,6 +3,7 @@
 //
 //	crimux serve [flags]          serve the CRI on the configured socket
 //	crimux config check [--config F]  print the effective config or its errors
+//	crimux reload [--config F]    make the running crimux re-read its configuration (SIGHUP)
 //	crimux version
 package main
 
@@ -27,13 +28,13 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/cri-streaming/pkg/streaming"
 
-	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/backends/containerd"
 	"github.com/crimux/crimux/backends/cri"
 	"github.com/crimux/crimux/cni"
 	"github.com/crimux/crimux/conf"
 	"github.com/crimux/crimux/image"
 	"github.com/crimux/crimux/internal/instance"
+	"github.com/crimux/crimux/internal/metrics"
 	"github.com/crimux/crimux/router"
 	"github.com/crimux/crimux/sandbox"
 )
@@ -42,9 +43,11 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, `usage:
   crimux serve [flags]             serve the CRI v1 API on the configured socket
   crimux config check [flags]      print the effective configuration, or its errors
+  crimux reload [flags]            make the running crimux re-read its configuration
+                                   (as SIGHUP does) and report the outcome
   crimux version                   print the version
 
-flags (serve, config check):`)
+flags (serve, config check, reload):`)
 	fs := conf.Flags()
 	fs.SetOutput(w)
 	fs.PrintDefaults()
@@ -68,6 +71,8 @@ func main() {
 			os.Exit(2)
 		}
 		err = configCheck(os.Args[3:])
+	case "reload":
+		err = reloadCmd(os.Args[2:])
 	case "version", "--version":
 		fmt.Printf("crimux %s\n", router.Version())
 	case "help", "-h", "--help":
@@ -102,17 +107,6 @@ func drivers() []conf.Driver {
 	return []conf.Driver{containerd.ConfDriver(), cri.ConfDriver()}
 }
 
-// handlersOf are the configured handlers that driver runs.
-func handlersOf(cfg *conf.Config, driver string) map[string]conf.Handler {
-	out := map[string]conf.Handler{}
-	for name, h := range cfg.Handlers {
-		if h.Driver == driver {
-			out[name] = h
-		}
-	}
-	return out
-}
-
 func configCheck(args []string) error {
 	c, err := load(args)
 	if err != nil {
@@ -128,10 +122,15 @@ func configCheck(args []string) error {
 	return nil
 }
 
-func logger(level string) *slog.Logger {
+// logger logs to stderr at level, which a reload may change.
+func logger(level *slog.LevelVar) *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func parseLevel(s string) slog.Level {
 	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	_ = l.UnmarshalText([]byte(s))
+	return l
 }
 
 func serve(args []string) error {
@@ -139,7 +138,9 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	log := logger(cfg.LogLevel)
+	level := &slog.LevelVar{}
+	level.Set(parseLevel(cfg.LogLevel))
+	log := logger(level)
 	slog.SetDefault(log)
 	for _, d := range []string{cfg.RootDir, cfg.StateDir, filepath.Dir(cfg.Socket)} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -166,52 +167,52 @@ func serve(args []string) error {
 		return err
 	}
 	defer drv.Close()
-	snapshotters := map[string]string{"": drv.Snapshotter(cfg.DefaultHandler)}
-	for name := range cfg.Handlers {
-		if sn := drv.Snapshotter(name); sn != "" {
-			snapshotters[name] = sn
+	w := &wiring{args: args, cfg: cfg, instance: inst.ID, log: log, level: level, drv: drv}
+	// The forwarding driver, when a handler uses it (or a reload adds one):
+	// its handlers' images are their remotes'.
+	if err := w.forwardTo(cfg); err != nil {
+		return err
+	}
+	defer func() {
+		if w.fwd != nil {
+			w.fwd.Close()
+		}
+	}()
+	for name := range handlersOf(cfg, cri.DriverName) {
+		// A remote that is down is not a reason not to start (it makes
+		// only its handler not ready), but the operator hears of it.
+		if err := w.fwd.HandlerReady(ctx, name); err != nil {
+			log.Warn("forwarded handler's remote not ready", "handler", name, "error", err)
 		}
 	}
 	imgs := drv.Images()
-	imageSvc := image.New(imgs, imgs, cfg.SandboxImage, snapshotters, log)
-	drivers := map[string]backends.Driver{drv.Name(): drv}
-	// The forwarding driver, when a handler uses it: its handlers' images
-	// are their remotes'.
-	var fwd *cri.Driver
-	if hs := handlersOf(cfg, cri.DriverName); len(hs) > 0 {
-		if fwd, err = cri.New(cri.Options{Handlers: hs, Instance: inst.ID, Log: log}); err != nil {
-			return err
-		}
-		defer fwd.Close()
-		for name := range hs {
-			imageSvc.SetHandlerStore(name, fwd.Images(name))
-			// A remote that is down is not a reason not to start (it makes
-			// only its handler not ready), but the operator hears of it.
-			if err := fwd.HandlerReady(ctx, name); err != nil {
-				log.Warn("forwarded handler's remote not ready", "handler", name, "error", err)
-			}
-		}
-		drivers[fwd.Name()] = fwd
-	}
+	snapshotters, own := w.imageHandlers(cfg)
+	w.images = image.New(imgs, imgs, cfg.SandboxImage, snapshotters, log)
+	w.images.Reconfigure(snapshotters, own)
 	netw := cni.New(cfg.CNI.BinDirs, cfg.CNI.ConfDir, filepath.Join(cfg.RootDir, "cni-cache"), cfg.CNI.Timeout)
 	rt, err := router.New(router.Options{
 		Config:        cfg,
-		Drivers:       drivers,
+		Drivers:       w.drivers(),
 		DefaultDriver: drv.Name(),
-		Images:        imageSvc,
+		Images:        w.images,
 		CNI:           netw,
 		Log:           log,
 	})
 	if err != nil {
 		return err
 	}
+	w.rt = rt
 	drv.Start(rt)
-	if fwd != nil {
-		fwd.Start(rt)
+	if w.fwd != nil {
+		w.fwd.Start(rt)
 	}
 	if err := rt.Recover(ctx); err != nil {
 		return err
 	}
+	// SIGHUP (crimux reload) re-reads the configuration.
+	stopReloads := make(chan struct{})
+	defer close(stopReloads)
+	go w.handleReloads(stopReloads)
 
 	hs, streamAddr, err := startStreaming(cfg, rt, log)
 	if err != nil {
@@ -224,6 +225,16 @@ func serve(args []string) error {
 			return err
 		}
 		defer ds.Close()
+	}
+	if err := metrics.Register(rt.Collector()); err != nil {
+		return err
+	}
+	if cfg.Metrics.Address != "" {
+		ms, err := startHTTP("metrics.address", cfg.Metrics.Address, metricsMux(), log)
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
 	}
 
 	return serveCRI(ctx, cfg, rt, streamAddr, log)
@@ -308,14 +319,26 @@ func startStreaming(cfg *conf.Config, rt *router.Router, log *slog.Logger) (*htt
 
 // startDebug serves net/http/pprof's profiles at addr.
 func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
-	dln, err := net.Listen("tcp", addr)
+	return startHTTP("debug.address", addr, pprofMux(), log)
+}
+
+// startHTTP serves h at addr (the configuration key is for errors and logs).
+func startHTTP(key, addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("debug.address %q: %w", addr, err)
+		return nil, fmt.Errorf("%s %q: %w", key, addr, err)
 	}
-	ds := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 30 * time.Second}
-	go func() { _ = ds.Serve(dln) }()
-	log.Info("profiling endpoint", "address", dln.Addr().String())
-	return ds, nil
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	go func() { _ = s.Serve(ln) }()
+	log.Info("serving "+key, "address", ln.Addr().String())
+	return s, nil
+}
+
+// metricsMux serves crimux's Prometheus metrics at /metrics.
+func metricsMux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.Handle("/metrics", metrics.Handler())
+	return m
 }
 
 // pprofMux serves net/http/pprof's profiles under /debug/pprof/.

@@ -141,3 +141,27 @@ func ProbeSocket(p string) error {
 	}
 	return nil
 }
+
+// Running returns the pid of the crimux that holds stateDir, or an error
+// when none does.
+func Running(stateDir string) (int, error) {
+	p := filepath.Join(stateDir, "crimux.lock")
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, fmt.Errorf("no crimux has run on state_dir %q: %w", stateDir, err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return 0, fmt.Errorf("no crimux is running on state_dir %q (its lock is free)", stateDir)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("lock file %q names no pid (%q)", p, b)
+	}
+	return pid, nil
+}

@@ -60,6 +60,8 @@ type Env struct {
 	FaultControl string
 	// DebugAddr is crimux's profiling endpoint (host:port).
 	DebugAddr string
+	// MetricsAddr is crimux's Prometheus endpoint (host:port; /metrics).
+	MetricsAddr string
 	// Remote is the containerd CRI the "fwd" handler forwards to
 	// (Options.Forward), with its handler of the same name as Handler's.
 	Remote *ContainerdCRI
@@ -207,6 +209,9 @@ func Start(o Options) (_ *Env, retErr error) {
 	if e.DebugAddr, err = freeLoopback(); err != nil {
 		return nil, err
 	}
+	if e.MetricsAddr, err = freeLoopback(); err != nil {
+		return nil, err
+	}
 	e.Socket = filepath.Join(e.Dir, "crimux.sock")
 	e.Config = filepath.Join(e.Dir, "crimux.toml")
 	cfg := fmt.Sprintf(`socket = %q
@@ -224,8 +229,10 @@ bin_dirs = ["/opt/cni/bin", "/usr/lib/cni", %q]
 timeout = "10s"
 [debug]
 address = %q
+[metrics]
+address = %q
 `, e.Socket, filepath.Join(e.Dir, "root"), filepath.Join(e.Dir, "state"), logLevel(o.LogLevel), filepath.Join(e.Dir, "certs.d"),
-		filepath.Join(e.Dir, "crimux-pause"), e.CtrdSock, netDir, filepath.Join(e.Dir, "cni-bin"), e.DebugAddr)
+		filepath.Join(e.Dir, "crimux-pause"), e.CtrdSock, netDir, filepath.Join(e.Dir, "cni-bin"), e.DebugAddr, e.MetricsAddr)
 	cfg += `[handlers.runc]
 runtime_path = "runc"
 [handlers.gvisor]
