@@ -303,7 +303,7 @@ func TestOneCrimuxPerSocket(t *testing.T) {
 	// sweeps at start), and the first crimux's pod is untouched.
 	p := filepath.Join(env.Dir, "third.toml")
 	cfg := strings.NewReplacer(env.Socket, other+"/third.sock", filepath.Join(env.Dir, "root"), other+"/root3", filepath.Join(env.Dir, "state"), other+"/state3",
-		env.DebugAddr, "127.0.0.1:0").Replace(string(base))
+		env.DebugAddr, "127.0.0.1:0", env.MetricsAddr, "127.0.0.1:0").Replace(string(base))
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
