@@ -282,6 +282,8 @@ func validateContainerConfig(cfg *runtime.ContainerConfig) error {
 	if cfg.LogPath != "" {
 		if err := fsroot.CheckLocal(cfg.LogPath); err != nil {
 			f.add("log_path", "must stay inside the pod's log directory: %v", err)
+		} else if filepath.Clean(cfg.LogPath) == "." {
+			f.add("log_path", "%q names the pod's log directory itself, not a file in it", cfg.LogPath)
 		}
 	}
 	f.checkKeys("labels", cfg.Labels)

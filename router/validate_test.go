@@ -108,6 +108,8 @@ func TestValidateContainerConfig(t *testing.T) {
 		{"log path climbing", "log_path", func(c *runtime.ContainerConfig) { c.LogPath = "../../../etc/cron.d/x" }},
 		{"log path climbing after a dir", "log_path", func(c *runtime.ContainerConfig) { c.LogPath = "web/../../x.log" }},
 		{"absolute log path", "log_path", func(c *runtime.ContainerConfig) { c.LogPath = "/etc/passwd" }},
+		{"log path naming the log dir", "log_path", func(c *runtime.ContainerConfig) { c.LogPath = "." }},
+		{"log path climbing back to the log dir", "log_path", func(c *runtime.ContainerConfig) { c.LogPath = "web/.." }},
 		{"env key with =", "envs[0].key", func(c *runtime.ContainerConfig) { c.Envs[0].Key = "PATH=/evil:" }},
 		{"env value with NUL", "envs[0].value", func(c *runtime.ContainerConfig) { c.Envs[0].Value = []byte("a\x00b") }},
 		{"relative container path", "mounts[0].container_path", func(c *runtime.ContainerConfig) { c.Mounts[0].ContainerPath = "data" }},
@@ -206,6 +208,7 @@ func FuzzValidateSandboxConfig(f *testing.F) {
 func FuzzValidateContainerConfig(f *testing.F) {
 	f.Add("web", "web/0.log", "/srv", "A", "b=c", "/data", "/var/lib/x", "bin", "memory.high", "max", "sh")
 	f.Add("a\nb", "../../x", "srv", "A=B", "\x00", "data", "rel", "../..", "../cgroup.procs", "1\n2", "a\x00b")
+	f.Add("web", ".", "/srv", "A", "b", "/data", "/var/lib/x", "bin", "memory.high", "max", "sh") // the log dir itself (found by the fuzzer)
 	f.Fuzz(func(t *testing.T, name, logPath, wd, envKey, envVal, ctrPath, hostPath, subPath, unifiedKey, unifiedVal, arg string) {
 		c := &runtime.ContainerConfig{
 			Metadata:   &runtime.ContainerMetadata{Name: name},
