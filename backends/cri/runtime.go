@@ -74,6 +74,19 @@ func (r *Runtime) remoteOf(ctx context.Context, id string, pod bool) (*remote, s
 	return nil, "", last
 }
 
+// on runs call against the remote that holds crimux's pod (pod) or
+// container id, with the remote's ID, bounded by the handler's timeout;
+// the remote's errors are mapped (mapErr).
+func (r *Runtime) on(ctx context.Context, id string, pod bool, call func(ctx context.Context, rm *remote, rid string) error) error {
+	ctx, cancel := r.call(ctx)
+	defer cancel()
+	rm, rid, err := r.remoteOf(ctx, id, pod)
+	if err != nil {
+		return err
+	}
+	return mapErr(call(ctx, rm, rid))
+}
+
 // labelled is labels with crimux's ID and instance added.
 func (r *Runtime) labelled(labels map[string]string, id string) map[string]string {
 	out := make(map[string]string, len(labels)+2)
@@ -195,14 +208,12 @@ func (r *Runtime) CreateContainer(ctx context.Context, c backends.Container) (ba
 
 // StartContainer implements backends.Runtime.
 func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskState, error) {
-	ctx, cancel := r.call(ctx)
-	defer cancel()
-	rm, rid, err := r.remoteOf(ctx, id, false)
+	err := r.on(ctx, id, false, func(ctx context.Context, rm *remote, rid string) error {
+		_, err := rm.rs.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: rid})
+		return err
+	})
 	if err != nil {
 		return backends.TaskState{}, err
-	}
-	if _, err := rm.rs.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: rid}); err != nil {
-		return backends.TaskState{}, mapErr(err)
 	}
 	return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING}, nil
 }
@@ -323,93 +334,65 @@ func (r *Runtime) Exec(context.Context, string, []string, backends.Streams) erro
 func (r *Runtime) Attach(context.Context, string, backends.Streams) error { return errStreamed }
 
 // ExecURL implements backends.RemoteStreamer: the remote's URL, as is.
-func (r *Runtime) ExecURL(ctx context.Context, req *runtime.ExecRequest) (string, error) {
-	ctx, cancel := r.call(ctx)
-	defer cancel()
-	rm, rid, err := r.remoteOf(ctx, req.ContainerId, false)
-	if err != nil {
-		return "", err
-	}
-	fwd := proto.Clone(req).(*runtime.ExecRequest)
-	fwd.ContainerId = rid
-	resp, err := rm.rs.Exec(ctx, fwd)
-	if err != nil {
-		return "", mapErr(err)
-	}
-	return resp.Url, nil
+func (r *Runtime) ExecURL(ctx context.Context, req *runtime.ExecRequest) (url string, err error) {
+	err = r.on(ctx, req.ContainerId, false, func(ctx context.Context, rm *remote, rid string) error {
+		fwd := proto.Clone(req).(*runtime.ExecRequest)
+		fwd.ContainerId = rid
+		resp, err := rm.rs.Exec(ctx, fwd)
+		url = resp.GetUrl()
+		return err
+	})
+	return url, err
 }
 
 // AttachURL implements backends.RemoteStreamer.
-func (r *Runtime) AttachURL(ctx context.Context, req *runtime.AttachRequest) (string, error) {
-	ctx, cancel := r.call(ctx)
-	defer cancel()
-	rm, rid, err := r.remoteOf(ctx, req.ContainerId, false)
-	if err != nil {
-		return "", err
-	}
-	fwd := proto.Clone(req).(*runtime.AttachRequest)
-	fwd.ContainerId = rid
-	resp, err := rm.rs.Attach(ctx, fwd)
-	if err != nil {
-		return "", mapErr(err)
-	}
-	return resp.Url, nil
+func (r *Runtime) AttachURL(ctx context.Context, req *runtime.AttachRequest) (url string, err error) {
+	err = r.on(ctx, req.ContainerId, false, func(ctx context.Context, rm *remote, rid string) error {
+		fwd := proto.Clone(req).(*runtime.AttachRequest)
+		fwd.ContainerId = rid
+		resp, err := rm.rs.Attach(ctx, fwd)
+		url = resp.GetUrl()
+		return err
+	})
+	return url, err
 }
 
 // PortForwardURL implements backends.RemoteStreamer.
-func (r *Runtime) PortForwardURL(ctx context.Context, req *runtime.PortForwardRequest) (string, error) {
-	ctx, cancel := r.call(ctx)
-	defer cancel()
-	rm, rid, err := r.remoteOf(ctx, req.PodSandboxId, true)
-	if err != nil {
-		return "", err
-	}
-	fwd := proto.Clone(req).(*runtime.PortForwardRequest)
-	fwd.PodSandboxId = rid
-	resp, err := rm.rs.PortForward(ctx, fwd)
-	if err != nil {
-		return "", mapErr(err)
-	}
-	return resp.Url, nil
+func (r *Runtime) PortForwardURL(ctx context.Context, req *runtime.PortForwardRequest) (url string, err error) {
+	err = r.on(ctx, req.PodSandboxId, true, func(ctx context.Context, rm *remote, rid string) error {
+		fwd := proto.Clone(req).(*runtime.PortForwardRequest)
+		fwd.PodSandboxId = rid
+		resp, err := rm.rs.PortForward(ctx, fwd)
+		url = resp.GetUrl()
+		return err
+	})
+	return url, err
 }
 
 // ReopenLog implements backends.Runtime.
 func (r *Runtime) ReopenLog(ctx context.Context, id string) error {
-	ctx, cancel := r.call(ctx)
-	defer cancel()
-	rm, rid, err := r.remoteOf(ctx, id, false)
-	if err != nil {
+	return r.on(ctx, id, false, func(ctx context.Context, rm *remote, rid string) error {
+		_, err := rm.rs.ReopenContainerLog(ctx, &runtime.ReopenContainerLogRequest{ContainerId: rid})
 		return err
-	}
-	_, err = rm.rs.ReopenContainerLog(ctx, &runtime.ReopenContainerLogRequest{ContainerId: rid})
-	return mapErr(err)
+	})
 }
 
 // UpdateResources implements backends.Runtime.
 func (r *Runtime) UpdateResources(ctx context.Context, id string, res *runtime.LinuxContainerResources) error {
-	ctx, cancel := r.call(ctx)
-	defer cancel()
-	rm, rid, err := r.remoteOf(ctx, id, false)
-	if err != nil {
+	return r.on(ctx, id, false, func(ctx context.Context, rm *remote, rid string) error {
+		_, err := rm.rs.UpdateContainerResources(ctx, &runtime.UpdateContainerResourcesRequest{ContainerId: rid, Linux: res})
 		return err
-	}
-	_, err = rm.rs.UpdateContainerResources(ctx, &runtime.UpdateContainerResourcesRequest{ContainerId: rid, Linux: res})
-	return mapErr(err)
+	})
 }
 
 // Stats implements backends.Runtime: the remote's, under crimux's ID.
-func (r *Runtime) Stats(ctx context.Context, id string) (*runtime.ContainerStats, error) {
-	ctx, cancel := r.call(ctx)
-	defer cancel()
-	rm, rid, err := r.remoteOf(ctx, id, false)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := rm.rs.ContainerStats(ctx, &runtime.ContainerStatsRequest{ContainerId: rid})
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return resp.Stats, nil
+func (r *Runtime) Stats(ctx context.Context, id string) (st *runtime.ContainerStats, err error) {
+	err = r.on(ctx, id, false, func(ctx context.Context, rm *remote, rid string) error {
+		resp, err := rm.rs.ContainerStats(ctx, &runtime.ContainerStatsRequest{ContainerId: rid})
+		st = resp.GetStats()
+		return err
+	})
+	return st, err
 }
 
 // Features implements backends.Runtime: what the remote reports for the
@@ -437,23 +420,21 @@ func (r *Runtime) setFeatures(resp *runtime.StatusResponse) {
 
 // PodStats implements backends.PodStatser: the remote's stats of the pod,
 // its containers under crimux's IDs.
-func (r *Runtime) PodStats(ctx context.Context, sandboxID string) (*runtime.PodSandboxStats, error) {
-	ctx, cancel := r.call(ctx)
-	defer cancel()
-	rm, rid, err := r.remoteOf(ctx, sandboxID, true)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := rm.rs.PodSandboxStats(ctx, &runtime.PodSandboxStatsRequest{PodSandboxId: rid})
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	for _, cs := range resp.GetStats().GetLinux().GetContainers() {
-		if a := cs.GetAttributes(); a != nil {
-			a.Id = rm.crimuxID(a.Id)
+func (r *Runtime) PodStats(ctx context.Context, sandboxID string) (st *runtime.PodSandboxStats, err error) {
+	err = r.on(ctx, sandboxID, true, func(ctx context.Context, rm *remote, rid string) error {
+		resp, err := rm.rs.PodSandboxStats(ctx, &runtime.PodSandboxStatsRequest{PodSandboxId: rid})
+		if err != nil {
+			return err
 		}
-	}
-	return resp.Stats, nil
+		st = resp.Stats
+		for _, cs := range st.GetLinux().GetContainers() {
+			if a := cs.GetAttributes(); a != nil {
+				a.Id = rm.crimuxID(a.Id)
+			}
+		}
+		return nil
+	})
+	return st, err
 }
 
 // PodNetNS implements backends.NetNSReporter: the pod's netns as the
