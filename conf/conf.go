@@ -488,3 +488,29 @@ func diff(prefix string, a, b reflect.Value, errs *[]error) {
 		}
 	}
 }
+
+// DecodeOptions decodes a handler's driver options into out (a struct with
+// mapstructure tags) for the driver named driver: strings convert to the
+// field's type, "a,b" to a list; a key out has no field for is an error
+// naming it and the keys the driver has (keys), in unknown; err is set when
+// raw can't be decoded at all. Drivers check the values.
+func DecodeOptions(driver string, raw map[string]any, out any, keys []string) (unknown []error, err error) {
+	var md mapstructure.Metadata
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result:           out,
+		Metadata:         &md,
+		WeaklyTypedInput: true,
+		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := dec.Decode(raw); err != nil {
+		return nil, errors.New(strings.ReplaceAll(err.Error(), "decoding failed due to the following error(s):\n\n", ""))
+	}
+	sort.Strings(md.Unused)
+	for _, k := range md.Unused {
+		unknown = append(unknown, fmt.Errorf("%s: unknown key (a %s handler's keys: %s)", k, driver, strings.Join(keys, ", ")))
+	}
+	return unknown, nil
+}

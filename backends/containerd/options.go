@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-
 	"github.com/crimux/crimux/conf"
 )
 
@@ -77,23 +75,9 @@ func (o HandlerOptions) MemoryCheckInterval() time.Duration {
 // machine, and fills in the defaults. Each error names its key.
 func DecodeOptions(raw map[string]any) (HandlerOptions, []error) {
 	var o HandlerOptions
-	var md mapstructure.Metadata
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		Result:           &o,
-		Metadata:         &md,
-		WeaklyTypedInput: true,
-		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
-	})
+	errs, err := conf.DecodeOptions(DriverName, raw, &o, optionKeys())
 	if err != nil {
 		return o, []error{err}
-	}
-	if err := dec.Decode(raw); err != nil {
-		return o, []error{errors.New(strings.ReplaceAll(err.Error(), "decoding failed due to the following error(s):\n\n", ""))}
-	}
-	var errs []error
-	sort.Strings(md.Unused)
-	for _, k := range md.Unused {
-		errs = append(errs, fmt.Errorf("%s: unknown key (a %s handler's keys: %s)", k, DriverName, strings.Join(optionKeys(), ", ")))
 	}
 	o = o.withDefaults()
 	switch o.RuntimeType {

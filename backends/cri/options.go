@@ -9,11 +9,8 @@ package cri
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
-
-	"github.com/go-viper/mapstructure/v2"
 
 	"github.com/crimux/crimux/conf"
 )
@@ -53,18 +50,9 @@ func (o HandlerOptions) timeout() time.Duration {
 // machine, and fills in the defaults. Each error names its key.
 func DecodeOptions(raw map[string]any) (HandlerOptions, []error) {
 	var o HandlerOptions
-	var md mapstructure.Metadata
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{Result: &o, Metadata: &md, WeaklyTypedInput: true})
+	errs, err := conf.DecodeOptions(DriverName, raw, &o, []string{"endpoint", "remote_handler", "timeout"})
 	if err != nil {
 		return o, []error{err}
-	}
-	if err := dec.Decode(raw); err != nil {
-		return o, []error{errors.New(strings.ReplaceAll(err.Error(), "decoding failed due to the following error(s):\n\n", ""))}
-	}
-	var errs []error
-	sort.Strings(md.Unused)
-	for _, k := range md.Unused {
-		errs = append(errs, fmt.Errorf("%s: unknown key (a %s handler's keys: endpoint, remote_handler, timeout)", k, DriverName))
 	}
 	switch p := o.socket(); {
 	case o.Endpoint == "":
