@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/backends"
@@ -252,41 +250,26 @@ func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]strin
 	var removed []string
 	var errs []error
 	for _, rm := range d.remoteList() {
-		socket := rm.socket
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := rm.rs.ListPodSandbox(cctx, &runtime.ListPodSandboxRequest{Filter: &runtime.PodSandboxFilter{LabelSelector: map[string]string{labelInstance: d.instance}}})
-		if err != nil {
-			cancel()
-			errs = append(errs, fmt.Errorf("remote %s: %w", socket, err))
-			continue
-		}
-		for _, p := range resp.Items {
-			id := p.Labels[labelID]
-			if id == "" || known(id) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// Pods first (their containers go with them), then containers of
+		// known pods whose CreateContainer crashed before its record.
+		for _, pod := range []bool{true, false} {
+			objs, err := rm.list(ctx, pod, map[string]string{labelInstance: d.instance})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("remote %s: %w", rm.socket, err))
 				continue
 			}
-			_, _ = rm.rs.StopPodSandbox(cctx, &runtime.StopPodSandboxRequest{PodSandboxId: p.Id})
-			if _, err := rm.rs.RemovePodSandbox(cctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil && status.Code(err) != codes.NotFound {
-				errs = append(errs, fmt.Errorf("remote %s: remove pod %s: %w", socket, p.Id, err))
-				continue
+			for _, o := range objs {
+				id := o.labels[labelID]
+				if id == "" || known(id) {
+					continue
+				}
+				if err := rm.remove(ctx, pod, o.id); err != nil {
+					errs = append(errs, fmt.Errorf("remote %s: remove %s: %w", rm.socket, o.id, err))
+					continue
+				}
+				removed = append(removed, id)
 			}
-			removed = append(removed, id)
-		}
-		// Containers of known pods whose CreateContainer crashed before its record.
-		cresp, err := rm.rs.ListContainers(cctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{LabelSelector: map[string]string{labelInstance: d.instance}}})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("remote %s: %w", socket, err))
-		}
-		for _, c := range cresp.GetContainers() {
-			id := c.Labels[labelID]
-			if id == "" || known(id) {
-				continue
-			}
-			if _, err := rm.rs.RemoveContainer(cctx, &runtime.RemoveContainerRequest{ContainerId: c.Id}); err != nil && status.Code(err) != codes.NotFound {
-				errs = append(errs, fmt.Errorf("remote %s: remove container %s: %w", socket, c.Id, err))
-				continue
-			}
-			removed = append(removed, id)
 		}
 		cancel()
 	}

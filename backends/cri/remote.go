@@ -85,40 +85,75 @@ func (rm *remote) crimuxID(rid string) string {
 
 // podID is the remote ID of crimux's pod id.
 func (rm *remote) podID(ctx context.Context, id string) (string, error) {
-	rm.mu.Lock()
-	rid, ok := rm.pods[id]
-	rm.mu.Unlock()
-	if ok {
-		return rid, nil
-	}
-	resp, err := rm.rs.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{Filter: &runtime.PodSandboxFilter{LabelSelector: map[string]string{labelID: id}}})
-	if err != nil {
-		return "", mapErr(err)
-	}
-	if len(resp.Items) != 1 {
-		return "", notFound("pod sandbox", id)
-	}
-	rm.remember(rm.pods, id, resp.Items[0].Id)
-	return resp.Items[0].Id, nil
+	return rm.lookup(ctx, true, id)
 }
 
 // containerID is the remote ID of crimux's container id.
 func (rm *remote) containerID(ctx context.Context, id string) (string, error) {
+	return rm.lookup(ctx, false, id)
+}
+
+// lookup is the remote ID of crimux's pod (pod) or container id: known, or
+// found by its label and remembered.
+func (rm *remote) lookup(ctx context.Context, pod bool, id string) (string, error) {
+	m, kind := rm.ctrs, "container"
+	if pod {
+		m, kind = rm.pods, "pod sandbox"
+	}
 	rm.mu.Lock()
-	rid, ok := rm.ctrs[id]
+	rid, ok := m[id]
 	rm.mu.Unlock()
 	if ok {
 		return rid, nil
 	}
-	resp, err := rm.rs.ListContainers(ctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{LabelSelector: map[string]string{labelID: id}}})
+	objs, err := rm.list(ctx, pod, map[string]string{labelID: id})
 	if err != nil {
 		return "", mapErr(err)
 	}
-	if len(resp.Containers) != 1 {
-		return "", notFound("container", id)
+	if len(objs) != 1 {
+		return "", notFound(kind, id)
 	}
-	rm.remember(rm.ctrs, id, resp.Containers[0].Id)
-	return resp.Containers[0].Id, nil
+	rm.remember(m, id, objs[0].id)
+	return objs[0].id, nil
+}
+
+// object is a remote pod or container: its ID and labels.
+type object struct {
+	id     string
+	labels map[string]string
+}
+
+// list lists the remote's pods (pod) or containers that carry the labels sel.
+func (rm *remote) list(ctx context.Context, pod bool, sel map[string]string) ([]object, error) {
+	var out []object
+	if pod {
+		resp, err := rm.rs.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{Filter: &runtime.PodSandboxFilter{LabelSelector: sel}})
+		for _, p := range resp.GetItems() {
+			out = append(out, object{p.Id, p.Labels})
+		}
+		return out, err
+	}
+	resp, err := rm.rs.ListContainers(ctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{LabelSelector: sel}})
+	for _, c := range resp.GetContainers() {
+		out = append(out, object{c.Id, c.Labels})
+	}
+	return out, err
+}
+
+// remove removes a remote pod (stopped first) or container; one the remote
+// no longer has is not an error.
+func (rm *remote) remove(ctx context.Context, pod bool, rid string) error {
+	var err error
+	if pod {
+		_, _ = rm.rs.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: rid})
+		_, err = rm.rs.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: rid})
+	} else {
+		_, err = rm.rs.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: rid})
+	}
+	if status.Code(err) == codes.NotFound {
+		return nil
+	}
+	return err
 }
 
 // containerState is what the remote knows of a container, as a TaskState.
@@ -274,37 +309,14 @@ func (rm *remote) reap(id string, pod bool) {
 			case <-time.After(2 * time.Second):
 			}
 			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-			var ids []string
-			var err error
-			if pod {
-				var resp *runtime.ListPodSandboxResponse
-				if resp, err = rm.rs.ListPodSandbox(cctx, &runtime.ListPodSandboxRequest{Filter: &runtime.PodSandboxFilter{LabelSelector: sel}}); err == nil {
-					for _, p := range resp.Items {
-						ids = append(ids, p.Id)
-					}
-				}
-			} else {
-				var resp *runtime.ListContainersResponse
-				if resp, err = rm.rs.ListContainers(cctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{LabelSelector: sel}}); err == nil {
-					for _, c := range resp.Containers {
-						ids = append(ids, c.Id)
-					}
-				}
+			objs, err := rm.list(cctx, pod, sel)
+			if err == nil {
+				empty++
 			}
-			if err != nil {
-				ccancel()
-				continue
-			}
-			empty++
-			for _, rid := range ids {
+			for _, o := range objs {
 				empty = 0
-				if pod {
-					_, _ = rm.rs.StopPodSandbox(cctx, &runtime.StopPodSandboxRequest{PodSandboxId: rid})
-					_, err = rm.rs.RemovePodSandbox(cctx, &runtime.RemovePodSandboxRequest{PodSandboxId: rid})
-				} else {
-					_, err = rm.rs.RemoveContainer(cctx, &runtime.RemoveContainerRequest{ContainerId: rid})
-				}
-				rm.d.log.Warn("removed what a failed call left on the remote", "id", id, "remote_id", rid, "remote", rm.socket, "error", err)
+				err := rm.remove(cctx, pod, o.id)
+				rm.d.log.Warn("removed what a failed call left on the remote", "id", id, "remote_id", o.id, "remote", rm.socket, "error", err)
 			}
 			ccancel()
 		}

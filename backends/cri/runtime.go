@@ -134,8 +134,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (backends
 func (r *Runtime) rollback(id, rid string) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	_, _ = r.rm.rs.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: rid})
-	if _, err := r.rm.rs.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: rid}); err != nil {
+	if err := r.rm.remove(ctx, true, rid); err != nil {
 		r.d.log.Error("roll back remote pod", "id", id, "remote_id", rid, "error", err)
 	}
 	r.rm.forget(r.rm.pods, id)
