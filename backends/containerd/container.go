@@ -91,6 +91,9 @@ func (r *Runtime) containerInput(ctx context.Context, c backends.Container, ic o
 	if in.HostPaths, err = resolveHostPaths(c.Config.Mounts); err != nil {
 		return in, err
 	}
+	if in.Policy.memoryEmptyDirs && len(in.HostPaths) > 0 {
+		in.MemoryVolumes = memoryEmptyDirs(kubeletPodsDir, c.Sandbox.Config.GetMetadata().GetUid())
+	}
 	for _, m := range c.Config.Mounts {
 		if m.RecursiveReadOnly {
 			in.RRO = r.Features().RecursiveReadOnlyMounts

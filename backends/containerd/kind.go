@@ -54,6 +54,10 @@ type specPolicy struct {
 	// process tree that all the pod's memory is charged to, and the sentry
 	// enforces no per-container limit.
 	podLimitsOnSandbox bool
+	// memoryEmptyDirs: a pod's memory-backed emptyDir volumes become one
+	// tmpfs inside the sandbox, through gVisor's mount hints
+	// (runsc_volumes.go).
+	memoryEmptyDirs bool
 }
 
 // probedFeatures are what the OCI runtime and the snapshotter say they do.

@@ -78,7 +78,7 @@ func (k *runscKind) features(probedFeatures) *runtime.RuntimeHandlerFeatures {
 func (k *runscKind) readsNetworkAtCreate() bool { return true }
 
 func (k *runscKind) policy() specPolicy {
-	return specPolicy{rroNative: true, podLimitsOnSandbox: true}
+	return specPolicy{rroNative: true, podLimitsOnSandbox: true, memoryEmptyDirs: true}
 }
 
 // shimConfig renders the TOML gVisor's shim reads through ConfigPath.

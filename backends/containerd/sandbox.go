@@ -35,8 +35,12 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 	if err != nil {
 		return backends.TaskState{}, err
 	}
-	specOpts, err := sandboxSpec(sandboxSpecInput{Sandbox: sb, Image: info.config.Config, Hostname: hostname,
-		Policy: r.kind.policy(), Node: r.d.node(), PodAnnotations: r.opts.PodAnnotations})
+	in := sandboxSpecInput{Sandbox: sb, Image: info.config.Config, Hostname: hostname,
+		Policy: r.kind.policy(), Node: r.d.node(), PodAnnotations: r.opts.PodAnnotations}
+	if in.Policy.memoryEmptyDirs {
+		in.MemoryVolumes = memoryEmptyDirs(kubeletPodsDir, sb.Config.GetMetadata().GetUid())
+	}
+	specOpts, err := sandboxSpec(in)
 	if err != nil {
 		return backends.TaskState{}, err
 	}

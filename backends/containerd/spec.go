@@ -77,6 +77,9 @@ type sandboxSpecInput struct {
 	Node     nodeFacts
 	// PodAnnotations are the annotation prefixes the handler passes on.
 	PodAnnotations []string
+	// MemoryVolumes are the pod's memory-backed emptyDir volumes (name to
+	// host path) when Policy.memoryEmptyDirs.
+	MemoryVolumes map[string]string
 }
 
 // sandboxSpec builds the pause container's spec.
@@ -109,6 +112,11 @@ func sandboxSpec(in sandboxSpecInput) ([]oci.SpecOpts, error) {
 	}
 	opts = append(opts, sec...)
 	ann := filterAnnotations(cfg.GetAnnotations(), in.PodAnnotations)
+	if in.Policy.memoryEmptyDirs {
+		for k, v := range sandboxMountHints(in.MemoryVolumes, ann) {
+			ann[k] = v
+		}
+	}
 	for k, v := range sandboxAnnotations(sb) {
 		ann[k] = v
 	}
@@ -192,6 +200,9 @@ type containerSpecInput struct {
 	Node   nodeFacts
 	// ContainerAnnotations are the annotation prefixes the handler passes on.
 	ContainerAnnotations []string
+	// MemoryVolumes are the pod's memory-backed emptyDir volumes (name to
+	// host path) when Policy.memoryEmptyDirs.
+	MemoryVolumes map[string]string
 	// Handler names the handler in errors.
 	Handler string
 }
@@ -345,6 +356,11 @@ func sandboxAnnotations(sb backends.Sandbox) map[string]string {
 // ones shims read to group a pod's containers.
 func containerAnnotations(in containerSpecInput) map[string]string {
 	ann := filterAnnotations(in.Config.GetAnnotations(), in.ContainerAnnotations)
+	if in.Policy.memoryEmptyDirs {
+		for k, v := range containerMountHints(in.MemoryVolumes, in.HostPaths, ann) {
+			ann[k] = v
+		}
+	}
 	for k, v := range sandboxAnnotations(in.Sandbox) {
 		ann[k] = v
 	}
