@@ -42,6 +42,9 @@ type cluster struct {
 
 	etcd, apiserver, kubelet *exec.Cmd
 	sysctls                  map[string]string // saved before the kubelet changed them
+	// madeVarLib: /var/lib/kubelet did not exist before this kubelet (which
+	// puts its device-plugin socket there whatever its root dir); removed at stop.
+	madeVarLib bool
 }
 
 const (
@@ -305,6 +308,9 @@ func (c *cluster) startKubelet() error {
 		}
 	}
 	c.kubeletDir = filepath.Join(c.dir, "kubelet")
+	if _, err := os.Stat("/var/lib/kubelet"); os.IsNotExist(err) {
+		c.madeVarLib = true
+	}
 	c.podLogs = filepath.Join(c.dir, "pod-logs")
 	port, err := freePort()
 	if err != nil {
@@ -348,7 +354,7 @@ featureGates: {}
 	}
 	c.kubeletLog = filepath.Join(c.dir, "kubelet.log")
 	c.kubelet, err = c.start("kubelet", "--config", cfgPath, "--kubeconfig", filepath.Join(c.dir, "kubelet.kubeconfig"),
-		"--root-dir", c.kubeletDir, "--hostname-override", nodeName, "--v", "2")
+		"--root-dir", c.kubeletDir, "--cert-dir", filepath.Join(c.kubeletDir, "pki"), "--hostname-override", nodeName, "--v", "2")
 	if err != nil {
 		return err
 	}
@@ -415,6 +421,9 @@ func (c *cluster) stop() {
 	}
 	if c.cgroupRoot != "" {
 		harness.RemoveCgroupTree(c.cgroupRoot)
+	}
+	if c.madeVarLib {
+		_ = os.RemoveAll("/var/lib/kubelet")
 	}
 }
 

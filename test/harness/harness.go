@@ -129,7 +129,7 @@ func Start(o Options) (_ *Env, retErr error) {
 	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(e.Dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(e.Dir, "owner.pid"), []byte(ownerID(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
 	bin := o.BinDir
@@ -487,12 +487,8 @@ func Sweep() {
 	ents, _ := os.ReadDir(BaseDir)
 	for _, ent := range ents {
 		dir := filepath.Join(BaseDir, ent.Name())
-		if b, err := os.ReadFile(filepath.Join(dir, "owner.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() && unix.Kill(pid, 0) == nil {
-				if isLiveRun(pid) {
-					continue // a concurrent live run
-				}
-			}
+		if b, err := os.ReadFile(filepath.Join(dir, "owner.pid")); err == nil && isLiveOwner(string(b)) {
+			continue // a concurrent live run
 		}
 		cleanDir(dir)
 	}
@@ -573,11 +569,40 @@ func removeRunCgroups(id string) {
 	}
 }
 
-// isLiveRun reports whether pid is a test binary or critest runner that
-// still owns its run dir (a pid reused by another program does not count).
-func isLiveRun(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && (strings.Contains(string(b), ".test") || strings.Contains(string(b), "critest"))
+// ownerID names the process that owns a run: its pid and its start time
+// (so that a pid reused after a crash is not taken for the owner).
+func ownerID(pid int) string {
+	return fmt.Sprintf("%d %s", pid, procStart(pid))
+}
+
+// procStart is a process's start time in clock ticks since boot ("" if
+// it is gone).
+func procStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// isLiveOwner reports whether an owner.pid's process still runs: a test
+// binary, make e2e, make node-e2e or a benchmark of another run in
+// progress, whatever its command.
+func isLiveOwner(id string) bool {
+	f := strings.Fields(id)
+	if len(f) != 2 {
+		return false
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil || pid == os.Getpid() {
+		return false
+	}
+	return procStart(pid) == f[1]
 }
 
 // cleanDir kills the run's processes (crimux, containerd, its shims and
