@@ -15,7 +15,8 @@ import (
 // A pod's memory-backed emptyDir volume, laid out as the kubelet does it
 // (a tmpfs at /var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>,
 // bind-mounted into the containers that use it), next to a disk-backed one.
-// Both containers see the memory one as tmpfs and share its files. With
+// Both containers see the memory one as tmpfs and share its files, and a
+// new file gets the volume's setgid group (the pod's fsGroup). With
 // gVisor it is one tmpfs inside the sandbox (mount hints): what the pod
 // writes there never reaches the node's directory. With runc it is the
 // node's tmpfs itself.
@@ -37,6 +38,14 @@ func TestMemoryEmptyDir(t *testing.T) {
 		}
 	}
 	if err := unix.Mount("tmpfs", mem, "tmpfs", 0, "size=16m"); err != nil {
+		t.Fatal(err)
+	}
+	// As the kubelet sets up a volume of a pod with fsGroup 123: new files
+	// in it get that group.
+	if err := os.Chown(mem, 0, 123); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(mem, 0o777|os.ModeSetgid); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -66,6 +75,10 @@ func TestMemoryEmptyDir(t *testing.T) {
 	out, _, err := env.Runtime.ExecSync(ctx(t), rid, []string{"stat", "-f", "-c", "%T", "/cache"}, 10*time.Second)
 	if err != nil || strings.TrimSpace(string(out)) != "tmpfs" {
 		t.Errorf("/cache's filesystem: %q %v, want tmpfs", out, err)
+	}
+	gout, _, err := env.Runtime.ExecSync(ctx(t), rid, []string{"stat", "-c", "%g %a", "/cache/f", "/cache"}, 10*time.Second)
+	if err != nil || strings.Fields(string(gout))[0] != "123" || !strings.Contains(string(gout), "2777") {
+		t.Errorf("group of a new file and the volume's mode: %q %v, want 123 (the volume's setgid group) and 2777", gout, err)
 	}
 	dout, _, err := env.Runtime.ExecSync(ctx(t), rid, []string{"stat", "-f", "-c", "%T", "/scratch"}, 10*time.Second)
 	if err != nil || strings.TrimSpace(string(dout)) == "tmpfs" {

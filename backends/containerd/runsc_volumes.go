@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -44,11 +45,20 @@ var (
 	volumeNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 )
 
-// memoryEmptyDirs returns the pod's memory-backed emptyDir volumes by name,
-// with their host paths: the entries of the pod's empty-dir volume dir that
-// are tmpfs mounts of their own. The pod's UID comes from the client: it is
-// checked to be one plain name, and the dir is resolved inside podsDir.
-func memoryEmptyDirs(podsDir, uid string) map[string]string {
+// memoryVolume is a memory-backed emptyDir on the node: its path and its
+// root's mode and owner (the kubelet gives it the pod's fsGroup, with the
+// setgid bit, before the pod starts).
+type memoryVolume struct {
+	Path     string
+	Mode     uint32 // permission bits with setuid, setgid and sticky
+	UID, GID uint32
+}
+
+// memoryEmptyDirs returns the pod's memory-backed emptyDir volumes by name:
+// the entries of the pod's empty-dir volume dir that are tmpfs mounts of
+// their own. The pod's UID comes from the client: it is checked to be one
+// plain name, and the dir is resolved inside podsDir.
+func memoryEmptyDirs(podsDir, uid string) map[string]memoryVolume {
 	if !podUIDPattern.MatchString(uid) {
 		return nil
 	}
@@ -69,50 +79,50 @@ func memoryEmptyDirs(podsDir, uid string) map[string]string {
 		return nil
 	}
 	names, _ := dir.Readdirnames(-1)
-	out := map[string]string{}
+	out := map[string]memoryVolume{}
 	for _, n := range names {
 		if !volumeNamePattern.MatchString(n) {
 			continue
 		}
-		if ok, _ := isTmpfsMount(fd, n, parent.Dev); ok {
-			out[n] = filepath.Join(podsDir, rel, n)
+		if st, ok := tmpfsMount(fd, n, parent.Dev); ok {
+			out[n] = memoryVolume{Path: filepath.Join(podsDir, rel, n), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid}
 		}
 	}
 	return out
 }
 
-// isTmpfsMount reports whether name in dirfd is a directory that is a tmpfs
-// mounted there (its device differs from the dir's): a memory-backed
-// emptyDir, not a disk-backed one on a node whose kubelet dir is tmpfs.
-func isTmpfsMount(dirfd int, name string, parentDev uint64) (bool, error) {
+// tmpfsMount stats name in dirfd and reports whether it is a directory
+// that is a tmpfs mounted there (its device differs from the dir's): a
+// memory-backed emptyDir, not a disk-backed one on a node whose kubelet dir
+// is tmpfs.
+func tmpfsMount(dirfd int, name string, parentDev uint64) (unix.Stat_t, bool) {
+	var st unix.Stat_t
 	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false, err
+		return st, false
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
 	var fs unix.Statfs_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return false, err
+	if unix.Fstat(fd, &st) != nil || unix.Fstatfs(fd, &fs) != nil {
+		return st, false
 	}
-	if err := unix.Fstatfs(fd, &fs); err != nil {
-		return false, err
-	}
-	return fs.Type == unix.TMPFS_MAGIC && st.Dev != parentDev, nil
+	return st, fs.Type == unix.TMPFS_MAGIC && st.Dev != parentDev
 }
 
 // sandboxMountHints are the pause container's hints: each memory-backed
-// emptyDir a tmpfs shared in the pod, unless the pod's own annotations
-// (passed on by pod_annotations) hint that volume already.
-func sandboxMountHints(vols map[string]string, podAnnotations map[string]string) map[string]string {
+// emptyDir a tmpfs shared in the pod whose root has the node directory's
+// mode and owner (so fsGroup's setgid directory works inside the sandbox
+// as on the node), unless the pod's own annotations (passed on by
+// pod_annotations) hint that volume already.
+func sandboxMountHints(vols map[string]memoryVolume, podAnnotations map[string]string) map[string]string {
 	out := map[string]string{}
-	for v := range vols {
+	for v, mv := range vols {
 		if _, ok := podAnnotations[mountHintPrefix+v+".type"]; ok {
 			continue
 		}
 		out[mountHintPrefix+v+".type"] = "tmpfs"
 		out[mountHintPrefix+v+".share"] = "pod"
-		out[mountHintPrefix+v+".options"] = "rw"
+		out[mountHintPrefix+v+".options"] = fmt.Sprintf("rw,mode=%04o,uid=%d,gid=%d", mv.Mode, mv.UID, mv.GID)
 	}
 	return out
 }
@@ -121,10 +131,10 @@ func sandboxMountHints(vols map[string]string, podAnnotations map[string]string)
 // volume it mounts (by resolved host path), which tells the shim to mount
 // the sandbox's tmpfs there instead of binding the node's directory; none
 // for a volume the container's own annotations hint.
-func containerMountHints(vols map[string]string, hostPaths map[int]string, annotations map[string]string) map[string]string {
+func containerMountHints(vols map[string]memoryVolume, hostPaths map[int]string, annotations map[string]string) map[string]string {
 	byPath := map[string]string{}
-	for v, p := range vols {
-		byPath[p] = v
+	for v, mv := range vols {
+		byPath[mv.Path] = v
 	}
 	out := map[string]string{}
 	for _, hp := range hostPaths {

@@ -39,8 +39,15 @@ func TestMemoryEmptyDirs(t *testing.T) {
 	if err := os.Symlink(elsewhere, filepath.Join(vols, "link")); err != nil {
 		t.Fatal(err)
 	}
+	// The kubelet gives a volume the pod's fsGroup with the setgid bit.
+	if err := os.Chown(filepath.Join(vols, "mem"), 0, 123); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(vols, "mem"), 0o2777|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
 	got := memoryEmptyDirs(pods, "uid-1")
-	want := map[string]string{"mem": filepath.Join(vols, "mem")}
+	want := map[string]memoryVolume{"mem": {Path: filepath.Join(vols, "mem"), Mode: 0o2777, UID: 0, GID: 123}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("memoryEmptyDirs = %v, want %v", got, want)
 	}
@@ -71,27 +78,30 @@ func TestMemoryEmptyDirs(t *testing.T) {
 }
 
 func TestMountHints(t *testing.T) {
-	vols := map[string]string{"mem": "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/mem", "cache": "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/cache"}
+	vols := map[string]memoryVolume{
+		"mem":   {Path: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/mem", Mode: 0o2770, GID: 123},
+		"cache": {Path: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/cache", Mode: 0o777},
+	}
 	sb := sandboxMountHints(vols, map[string]string{mountHintPrefix + "cache.type": "bind"})
-	want := map[string]string{mountHintPrefix + "mem.type": "tmpfs", mountHintPrefix + "mem.share": "pod", mountHintPrefix + "mem.options": "rw"}
+	want := map[string]string{mountHintPrefix + "mem.type": "tmpfs", mountHintPrefix + "mem.share": "pod", mountHintPrefix + "mem.options": "rw,mode=2770,uid=0,gid=123"}
 	if !reflect.DeepEqual(sb, want) {
 		t.Errorf("sandbox hints %v, want %v (the pod's own hint for cache kept)", sb, want)
 	}
-	ctr := containerMountHints(vols, map[int]string{0: vols["mem"], 1: "/data"}, nil)
+	ctr := containerMountHints(vols, map[int]string{0: vols["mem"].Path, 1: "/data"}, nil)
 	if !reflect.DeepEqual(ctr, map[string]string{mountHintPrefix + "mem.type": "tmpfs"}) {
 		t.Errorf("container hints %v", ctr)
 	}
 	if got := containerMountHints(vols, map[int]string{0: "/data"}, nil); len(got) != 0 {
 		t.Errorf("a container that mounts no hinted volume: %v", got)
 	}
-	if got := containerMountHints(vols, map[int]string{0: vols["mem"]}, map[string]string{mountHintPrefix + "mem.type": "bind"}); len(got) != 0 {
+	if got := containerMountHints(vols, map[int]string{0: vols["mem"].Path}, map[string]string{mountHintPrefix + "mem.type": "bind"}); len(got) != 0 {
 		t.Errorf("a volume the container's annotations hint: %v", got)
 	}
 }
 
 // The hints reach the specs of a gVisor handler's pods only.
 func TestMountHintsInSpecs(t *testing.T) {
-	vols := map[string]string{"mem": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/mem"}
+	vols := map[string]memoryVolume{"mem": {Path: "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/mem", Mode: 0o777}}
 	pause := sandboxSpecInput{Sandbox: testSandbox(nil), Image: ocispec.ImageConfig{Entrypoint: []string{"/pause"}}, Hostname: "h", Node: nodeFacts{oomFloor: -1000, cgroupDriver: "cgroupfs"}, MemoryVolumes: vols}
 	for _, gvisor := range []bool{false, true} {
 		pause.Policy.memoryEmptyDirs = gvisor
@@ -106,8 +116,8 @@ func TestMountHintsInSpecs(t *testing.T) {
 		in := testInput(func(in *containerSpecInput) {
 			in.Policy.memoryEmptyDirs = gvisor
 			in.MemoryVolumes = vols
-			in.Config.Mounts = []*runtime.Mount{{ContainerPath: "/cache", HostPath: vols["mem"]}}
-			in.HostPaths = map[int]string{0: vols["mem"]}
+			in.Config.Mounts = []*runtime.Mount{{ContainerPath: "/cache", HostPath: vols["mem"].Path}}
+			in.HostPaths = map[int]string{0: vols["mem"].Path}
 		})
 		copts, err := containerSpec(in)
 		if err != nil {

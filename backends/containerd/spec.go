@@ -77,9 +77,9 @@ type sandboxSpecInput struct {
 	Node     nodeFacts
 	// PodAnnotations are the annotation prefixes the handler passes on.
 	PodAnnotations []string
-	// MemoryVolumes are the pod's memory-backed emptyDir volumes (name to
-	// host path) when Policy.memoryEmptyDirs.
-	MemoryVolumes map[string]string
+	// MemoryVolumes are the pod's memory-backed emptyDir volumes by name
+	// when Policy.memoryEmptyDirs.
+	MemoryVolumes map[string]memoryVolume
 }
 
 // sandboxSpec builds the pause container's spec.
@@ -200,9 +200,9 @@ type containerSpecInput struct {
 	Node   nodeFacts
 	// ContainerAnnotations are the annotation prefixes the handler passes on.
 	ContainerAnnotations []string
-	// MemoryVolumes are the pod's memory-backed emptyDir volumes (name to
-	// host path) when Policy.memoryEmptyDirs.
-	MemoryVolumes map[string]string
+	// MemoryVolumes are the pod's memory-backed emptyDir volumes by name
+	// when Policy.memoryEmptyDirs.
+	MemoryVolumes map[string]memoryVolume
 	// Handler names the handler in errors.
 	Handler string
 }
