@@ -16,7 +16,8 @@ import (
 // (a tmpfs at /var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>,
 // bind-mounted into the containers that use it), next to a disk-backed one.
 // Both containers see the memory one as tmpfs and share its files, and a
-// new file gets the volume's setgid group (the pod's fsGroup). With
+// new file gets the volume's setgid group (the pod's fsGroup); its size is
+// the node tmpfs's (the volume's sizeLimit). With
 // gVisor it is one tmpfs inside the sandbox (mount hints): what the pod
 // writes there never reaches the node's directory. With runc it is the
 // node's tmpfs itself.
@@ -79,6 +80,12 @@ func TestMemoryEmptyDir(t *testing.T) {
 	gout, _, err := env.Runtime.ExecSync(ctx(t), rid, []string{"stat", "-c", "%g %a", "/cache/f", "/cache"}, 10*time.Second)
 	if err != nil || strings.Fields(string(gout))[0] != "123" || !strings.Contains(string(gout), "2777") {
 		t.Errorf("group of a new file and the volume's mode: %q %v, want 123 (the volume's setgid group) and 2777", gout, err)
+	}
+	// The volume's size (its sizeLimit) is the node tmpfs's: 16 MiB.
+	sout, _, err := env.Runtime.ExecSync(ctx(t), rid, []string{"stat", "-f", "-c", "%b %S", "/cache"}, 10*time.Second)
+	var blocks, bsize int64
+	if _, serr := fmt.Sscan(string(sout), &blocks, &bsize); err != nil || serr != nil || blocks*bsize != 16<<20 {
+		t.Errorf("size of /cache: %q (%v), want 16 MiB", sout, err)
 	}
 	dout, _, err := env.Runtime.ExecSync(ctx(t), rid, []string{"stat", "-f", "-c", "%T", "/scratch"}, 10*time.Second)
 	if err != nil || strings.TrimSpace(string(dout)) == "tmpfs" {

@@ -92,7 +92,11 @@ func (r *Runtime) containerInput(ctx context.Context, c backends.Container, ic o
 		return in, err
 	}
 	if in.Policy.memoryEmptyDirs && len(in.HostPaths) > 0 {
-		in.MemoryVolumes = memoryEmptyDirs(kubeletPodsDir, c.Sandbox.Config.GetMetadata().GetUid())
+		uid := c.Sandbox.Config.GetMetadata().GetUid()
+		in.MemoryVolumes = memoryEmptyDirs(kubeletPodsDir, uid)
+		if err := checkSubPaths(kubeletPodsDir, uid, in.MemoryVolumes, in.HostPaths); err != nil {
+			return in, err
+		}
 	}
 	for _, m := range c.Config.Mounts {
 		if m.RecursiveReadOnly {

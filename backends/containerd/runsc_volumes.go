@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/internal/fsroot"
 )
 
@@ -52,6 +54,7 @@ type memoryVolume struct {
 	Path     string
 	Mode     uint32 // permission bits with setuid, setgid and sticky
 	UID, GID uint32
+	Size     uint64 // the node tmpfs's size (the volume's sizeLimit, or the kubelet's default)
 }
 
 // memoryEmptyDirs returns the pod's memory-backed emptyDir volumes by name:
@@ -84,8 +87,9 @@ func memoryEmptyDirs(podsDir, uid string) map[string]memoryVolume {
 		if !volumeNamePattern.MatchString(n) {
 			continue
 		}
-		if st, ok := tmpfsMount(fd, n, parent.Dev); ok {
-			out[n] = memoryVolume{Path: filepath.Join(podsDir, rel, n), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid}
+		if st, fs, ok := tmpfsMount(fd, n, parent.Dev); ok {
+			out[n] = memoryVolume{Path: filepath.Join(podsDir, rel, n), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
+				Size: fs.Blocks * uint64(fs.Bsize)}
 		}
 	}
 	return out
@@ -95,24 +99,24 @@ func memoryEmptyDirs(podsDir, uid string) map[string]memoryVolume {
 // that is a tmpfs mounted there (its device differs from the dir's): a
 // memory-backed emptyDir, not a disk-backed one on a node whose kubelet dir
 // is tmpfs.
-func tmpfsMount(dirfd int, name string, parentDev uint64) (unix.Stat_t, bool) {
+func tmpfsMount(dirfd int, name string, parentDev uint64) (unix.Stat_t, unix.Statfs_t, bool) {
 	var st unix.Stat_t
+	var fs unix.Statfs_t
 	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return st, false
+		return st, fs, false
 	}
 	defer unix.Close(fd)
-	var fs unix.Statfs_t
 	if unix.Fstat(fd, &st) != nil || unix.Fstatfs(fd, &fs) != nil {
-		return st, false
+		return st, fs, false
 	}
-	return st, fs.Type == unix.TMPFS_MAGIC && st.Dev != parentDev
+	return st, fs, fs.Type == unix.TMPFS_MAGIC && st.Dev != parentDev
 }
 
 // sandboxMountHints are the pause container's hints: each memory-backed
 // emptyDir a tmpfs shared in the pod whose root has the node directory's
 // mode and owner (so fsGroup's setgid directory works inside the sandbox
-// as on the node), unless the pod's own annotations (passed on by
+// as on the node) and its size (the volume's sizeLimit), unless the pod's own annotations (passed on by
 // pod_annotations) hint that volume already.
 func sandboxMountHints(vols map[string]memoryVolume, podAnnotations map[string]string) map[string]string {
 	out := map[string]string{}
@@ -122,7 +126,11 @@ func sandboxMountHints(vols map[string]memoryVolume, podAnnotations map[string]s
 		}
 		out[mountHintPrefix+v+".type"] = "tmpfs"
 		out[mountHintPrefix+v+".share"] = "pod"
-		out[mountHintPrefix+v+".options"] = fmt.Sprintf("rw,mode=%04o,uid=%d,gid=%d", mv.Mode, mv.UID, mv.GID)
+		opts := fmt.Sprintf("rw,mode=%04o,uid=%d,gid=%d", mv.Mode, mv.UID, mv.GID)
+		if mv.Size > 0 {
+			opts += fmt.Sprintf(",size=%d", mv.Size)
+		}
+		out[mountHintPrefix+v+".options"] = opts
 	}
 	return out
 }
@@ -146,4 +154,21 @@ func containerMountHints(vols map[string]memoryVolume, hostPaths map[int]string,
 		}
 	}
 	return out
+}
+
+// checkSubPaths refuses a container that mounts a subPath of a hinted
+// volume: the kubelet binds the sub-directory of the node's directory, but
+// the pod's files live in the sandbox's tmpfs, so the container would see
+// other files than its pod's containers (gVisor's hints can't name a part
+// of a mount). InvalidArgument, naming the volume.
+func checkSubPaths(podsDir, uid string, vols map[string]memoryVolume, hostPaths map[int]string) error {
+	for v := range vols {
+		prefix := filepath.Join(podsDir, uid, "volume-subpaths", v) + "/"
+		for _, hp := range hostPaths {
+			if strings.HasPrefix(hp, prefix) {
+				return fmt.Errorf("%w: subPath of the memory-backed emptyDir volume %q: on this gVisor handler the volume is one tmpfs inside the pod's sandbox, and a subPath of it can't be mounted (mount the whole volume, or give the volume a disk medium)", backends.ErrInvalid, v)
+			}
+		}
+	}
+	return nil
 }

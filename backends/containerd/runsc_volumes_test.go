@@ -1,14 +1,18 @@
 package containerd
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/backends"
 )
 
 // A pods dir as the kubelet lays it out, with a tmpfs mounted for the
@@ -47,7 +51,7 @@ func TestMemoryEmptyDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := memoryEmptyDirs(pods, "uid-1")
-	want := map[string]memoryVolume{"mem": {Path: filepath.Join(vols, "mem"), Mode: 0o2777, UID: 0, GID: 123}}
+	want := map[string]memoryVolume{"mem": {Path: filepath.Join(vols, "mem"), Mode: 0o2777, UID: 0, GID: 123, Size: 1 << 20}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("memoryEmptyDirs = %v, want %v", got, want)
 	}
@@ -79,11 +83,11 @@ func TestMemoryEmptyDirs(t *testing.T) {
 
 func TestMountHints(t *testing.T) {
 	vols := map[string]memoryVolume{
-		"mem":   {Path: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/mem", Mode: 0o2770, GID: 123},
+		"mem":   {Path: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/mem", Mode: 0o2770, GID: 123, Size: 10240},
 		"cache": {Path: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/cache", Mode: 0o777},
 	}
 	sb := sandboxMountHints(vols, map[string]string{mountHintPrefix + "cache.type": "bind"})
-	want := map[string]string{mountHintPrefix + "mem.type": "tmpfs", mountHintPrefix + "mem.share": "pod", mountHintPrefix + "mem.options": "rw,mode=2770,uid=0,gid=123"}
+	want := map[string]string{mountHintPrefix + "mem.type": "tmpfs", mountHintPrefix + "mem.share": "pod", mountHintPrefix + "mem.options": "rw,mode=2770,uid=0,gid=123,size=10240"}
 	if !reflect.DeepEqual(sb, want) {
 		t.Errorf("sandbox hints %v, want %v (the pod's own hint for cache kept)", sb, want)
 	}
@@ -126,6 +130,21 @@ func TestMountHintsInSpecs(t *testing.T) {
 		cs := apply(t, copts)
 		if got := cs.Annotations[mountHintPrefix+"mem.type"]; (got == "tmpfs") != gvisor {
 			t.Errorf("gvisor=%v: container annotations %v", gvisor, cs.Annotations)
+		}
+	}
+}
+
+// A subPath of a hinted volume is refused, naming the volume; one of
+// another volume is not.
+func TestMemoryVolumeSubPath(t *testing.T) {
+	vols := map[string]memoryVolume{"mem": {Path: "/k/pods/u/volumes/kubernetes.io~empty-dir/mem"}}
+	err := checkSubPaths("/k/pods", "u", vols, map[int]string{0: "/k/pods/u/volume-subpaths/mem/app/0"})
+	if !errors.Is(err, backends.ErrInvalid) || !strings.Contains(err.Error(), `"mem"`) {
+		t.Errorf("subPath of a memory volume: %v", err)
+	}
+	for _, hp := range []string{"/k/pods/u/volume-subpaths/memory/app/0", "/k/pods/u/volumes/kubernetes.io~empty-dir/mem", "/data"} {
+		if err := checkSubPaths("/k/pods", "u", vols, map[int]string{0: hp}); err != nil {
+			t.Errorf("%s: %v", hp, err)
 		}
 	}
 }
