@@ -44,8 +44,10 @@ var (
 	// spaces or control characters.
 	objectName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 	// hostnameRE is an RFC 1123 host name (labels of letters, digits, '-'
-	// and, as some node names have, '_').
-	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?)*$`)
+	// and, as some node names have, '_'), absolute or not: with
+	// setHostnameAsFQDN and no cluster domain the kubelet sends the pod's
+	// FQDN with its root dot.
+	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?)*\.?$`)
 	// searchRE is a DNS search domain (a trailing dot allowed).
 	searchRE = regexp.MustCompile(`^[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?)*\.?$`)
 	// resolvOptionRE is a resolv.conf option: "ndots:5", "edns0", "single-request-reopen".

@@ -57,6 +57,13 @@ func TestValidateSandboxConfig(t *testing.T) {
 	if err := validateSandboxConfig(goodPod()); err != nil {
 		t.Fatalf("a kubelet-like config is refused: %v", err)
 	}
+	// setHostnameAsFQDN in a cluster without a DNS domain: the kubelet
+	// sends the FQDN with its root dot (the node e2e suite does this).
+	fqdn := goodPod()
+	fqdn.Hostname = "hostfqdn-87468.t.hostfqdn-8905.svc."
+	if err := validateSandboxConfig(fqdn); err != nil {
+		t.Errorf("an absolute FQDN hostname is refused: %v", err)
+	}
 	for _, tc := range []struct {
 		desc  string
 		field string
@@ -64,6 +71,8 @@ func TestValidateSandboxConfig(t *testing.T) {
 	}{
 		{"newline in hostname adds hosts lines", "hostname", func(c *runtime.PodSandboxConfig) { c.Hostname = "evil\n10.0.0.1 kubernetes" }},
 		{"hostname too long", "hostname", func(c *runtime.PodSandboxConfig) { c.Hostname = strings.Repeat("a", 65) }},
+		{"hostname of dots", "hostname", func(c *runtime.PodSandboxConfig) { c.Hostname = "a.." }},
+		{"hostname that is only the root", "hostname", func(c *runtime.PodSandboxConfig) { c.Hostname = "." }},
 		{"dns server with a newline", "dns_config.servers[0]", func(c *runtime.PodSandboxConfig) { c.DnsConfig.Servers[0] = "8.8.8.8\nnameserver 6.6.6.6" }},
 		{"dns server that is a name", "dns_config.servers[1]", func(c *runtime.PodSandboxConfig) { c.DnsConfig.Servers[1] = "dns.example" }},
 		{"search with a space", "dns_config.searches[0]", func(c *runtime.PodSandboxConfig) { c.DnsConfig.Searches[0] = "a.com b.com" }},
