@@ -23,7 +23,7 @@ LOG_DIR      ?= /var/log/crimux
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -X github.com/crimux/crimux/router.Commit=$(VERSION)
 
-.PHONY: all build deps packages runc containerd crictl gvisor critest-bin critest critest-bench install up down test unit fuzz integration integration-race soak e2e e2e-bin bench bench-smoke bench-micro vet fmt clean demo-registry
+.PHONY: all build deps packages runc containerd crictl gvisor critest-bin critest critest-bench install up down test unit fuzz integration integration-race soak e2e e2e-bin node-e2e node-e2e-bin bench bench-smoke bench-micro vet fmt clean demo-registry
 
 all: build
 
@@ -130,6 +130,24 @@ e2e-bin:
 E2E_HANDLERS ?= runc,gvisor,fwd,
 e2e: e2e-bin
 	$(GO) run ./test/e2e -bin-dir $(BIN_DIR) -k8s-bin $(E2E_CACHE)/bin -handlers '$(E2E_HANDLERS)'
+
+# Kubernetes' node conformance suite (test/e2e_node: its parallel-safe
+# [NodeConformance] specs) through crimux for each handler in
+# NODE_E2E_TARGETS, and through containerd's own CRI plugin (target
+# containerd, runc) as the baseline, with the same images and the skip list
+# test/nodee2e/skips.txt. Results in NODE_E2E_OUT (results.md, results.json,
+# each target's logs). Fails if runc fails a spec containerd's CRI passes or
+# gvisor fails any. NODE_E2E_FOCUS narrows it (a ginkgo regexp).
+NODE_E2E_TARGETS ?= containerd,runc,gvisor
+NODE_E2E_FOCUS   ?= \[NodeConformance\]
+NODE_E2E_NODES   ?= 8
+NODE_E2E_OUT     ?= _output/node-e2e
+node-e2e-bin: e2e-bin
+	@bash hack/install-node-e2e.sh $(K8S_VERSION) $(E2E_CACHE)/node
+
+node-e2e: deps node-e2e-bin
+	$(GO) run ./test/nodee2e -bin-dir $(BIN_DIR) -k8s-bin $(E2E_CACHE)/bin -node-bin $(E2E_CACHE)/node \
+	  -targets '$(NODE_E2E_TARGETS)' -focus '$(NODE_E2E_FOCUS)' -nodes $(NODE_E2E_NODES) -out $(NODE_E2E_OUT)
 
 # crimux against containerd's own CRI plugin on the same node, interleaved
 # per iteration (test/bench): prints the table and writes results.json,

@@ -46,6 +46,12 @@ type ContainerdCRI struct {
 // StartContainerdCRI starts containerd with its CRI plugin under e's run dir
 // (name tells several apart: it is part of the dir, socket and bridge).
 func (e *Env) StartContainerdCRI(name string) (*ContainerdCRI, error) {
+	return e.StartContainerdCRIWith(name, "")
+}
+
+// StartContainerdCRIWith is StartContainerdCRI with more TOML appended to
+// its config (more runtimes, for instance).
+func (e *Env) StartContainerdCRIWith(name, extraConfig string) (*ContainerdCRI, error) {
 	if len(name) > 1 {
 		return nil, fmt.Errorf("containerd CRI name %q: one character, it is part of a bridge name", name)
 	}
@@ -121,6 +127,7 @@ state = %q
     ConfigPath = %q
 `, shimCfg)
 	}
+	cfg += extraConfig
 	cfgPath := filepath.Join(c.Dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
