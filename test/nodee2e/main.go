@@ -17,14 +17,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	internalapi "k8s.io/cri-api/pkg/apis"
@@ -55,6 +59,30 @@ type runner struct {
 	nodes    int
 	timeout  time.Duration
 	nodeIP   string
+
+	mu      sync.Mutex
+	cur     *node     // the target's control plane and kubelet, while they run
+	ginkgo  *exec.Cmd // the suite, while it runs
+	stopped bool
+}
+
+// interrupt stops what runs on SIGINT or SIGTERM and removes what the run
+// made, as its normal end does.
+func (r *runner) interrupt() {
+	r.mu.Lock()
+	r.stopped = true
+	if r.ginkgo != nil {
+		stopCmd(r.ginkgo)
+	}
+	if r.cur != nil {
+		r.cur.stop()
+	}
+	r.mu.Unlock()
+	releaseNodeDirs()
+	if r.baseline != nil {
+		r.baseline.Stop()
+	}
+	r.env.Stop()
 }
 
 func main() {
@@ -67,6 +95,7 @@ func main() {
 	nodes := flag.Int("nodes", 8, "ginkgo parallel processes")
 	timeout := flag.Duration("timeout", 90*time.Minute, "ginkgo's timeout per target")
 	out := flag.String("out", filepath.Join(repoRoot(), "_output/node-e2e"), "results and logs")
+	logLevel := flag.String("log-level", "info", "crimux's log level (debug logs every CRI call)")
 	flag.Parse()
 	for _, b := range []string{filepath.Join(*k8sBin, "kubelet"), filepath.Join(*nodeBin, "e2e_node.test"), filepath.Join(*nodeBin, "agnhost"), filepath.Join(*nodeBin, "ginkgo"), filepath.Join(*nodeBin, "nnp"), filepath.Join(*nodeBin, "localhost.crt")} {
 		if _, err := os.Stat(b); err != nil {
@@ -93,7 +122,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "node-e2e: %v\n", err)
 		os.Exit(2)
 	}
-	env, err := harness.Start(harness.Options{RepoRoot: repoRoot(), BinDir: *binDir, LogLevel: "info", Release: true, MirrorHosts: mirrorHosts})
+	env, err := harness.Start(harness.Options{RepoRoot: repoRoot(), BinDir: *binDir, LogLevel: *logLevel, Release: true, MirrorHosts: mirrorHosts})
 	if err == nil {
 		err = pushNodeImages(env.Registry, *nodeBin, repoRoot(), env.Dir)
 	}
@@ -105,7 +134,21 @@ func main() {
 		os.Exit(1)
 	}
 	r := &runner{env: env, nodeBin: *nodeBin, k8sBin: *k8sBin, out: *out, focus: *focus, skips: skips, nodes: *nodes, timeout: *timeout}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "node-e2e: %v: stopping and cleaning up\n", s)
+		r.interrupt()
+		os.Exit(130)
+	}()
 	code := r.run(strings.Split(*targets, ","))
+	// The services' logs outlive the run's dir.
+	for _, l := range []string{"crimux.log", "containerd.log", "cri-b/containerd.log"} {
+		if b, err := os.ReadFile(filepath.Join(env.Dir, l)); err == nil {
+			_ = os.WriteFile(filepath.Join(*out, strings.ReplaceAll(l, "/", "-")), b, 0o644)
+		}
+	}
 	if r.baseline != nil {
 		r.baseline.Stop()
 	}
@@ -176,7 +219,17 @@ func (r *runner) runTarget(target string) (map[string]spec, error) {
 	}
 	defer releaseNodeDirs()
 	n := &node{dir: dir, runDir: r.env.Dir, suite: filepath.Join(r.nodeBin, "e2e_node.test"), kubelet: filepath.Join(r.k8sBin, "kubelet"), token: randToken(), nodeIP: r.nodeIP}
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return nil, errors.New("interrupted")
+	}
+	r.cur = n
+	r.mu.Unlock()
 	defer func() {
+		r.mu.Lock()
+		r.cur = nil
+		r.mu.Unlock()
 		n.stop()
 		removePods(rs)
 	}()
@@ -197,6 +250,7 @@ func (r *runner) runTarget(target string) (map[string]spec, error) {
 	}
 	cmd := exec.Command(filepath.Join(r.nodeBin, "ginkgo"), args...)
 	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // stopCmd ends its processes too
 	logf, err := os.Create(filepath.Join(dir, "ginkgo.log"))
 	if err != nil {
 		return nil, err
@@ -204,7 +258,16 @@ func (r *runner) runTarget(target string) (map[string]spec, error) {
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	fmt.Printf("running the suite against %s (%s); output in %s\n", target, endpoint, logf.Name())
-	runErr := cmd.Run() // non-zero when a spec failed; the report says which
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.ginkgo = cmd
+	r.mu.Unlock()
+	runErr := cmd.Wait() // non-zero when a spec failed; the report says which
+	r.mu.Lock()
+	r.ginkgo = nil
+	r.mu.Unlock()
 	focus, base := regexp.MustCompile(r.focus), regexp.MustCompile(baseSkip)
 	rep, err := readReport(report, func(name string) bool { return focus.MatchString(name) && !base.MatchString(name) })
 	if err != nil {
