@@ -38,6 +38,11 @@ import (
 
 // baseSkip leaves out the specs that may not run in parallel or on a node
 // that others use, as upstream's parallel node conformance job does.
+// flakeAttempts: a spec that fails is run once more, for every target
+// alike (several specs time their steps to the second on a loaded 2-core
+// node); results.md lists what passed only on the retry.
+const flakeAttempts = 2
+
 // k8sVersion is the suite's version (make node-e2e-bin builds it).
 const k8sVersion = "v1.37.2"
 
@@ -77,12 +82,17 @@ func (r *runner) interrupt() {
 	if r.cur != nil {
 		r.cur.stop()
 	}
+	env := r.env
 	r.mu.Unlock()
 	releaseNodeDirs()
 	if r.baseline != nil {
 		r.baseline.Stop()
 	}
-	r.env.Stop()
+	// Before the harness is up there is nothing of its own to stop; what
+	// its start made is swept by the next run.
+	if env != nil {
+		env.Stop()
+	}
 }
 
 func main() {
@@ -116,24 +126,14 @@ func main() {
 		fmt.Fprintf(os.Stderr, "node-e2e: %v\n", err)
 		os.Exit(2)
 	}
-	defer releaseNodeDirs()
+	// os.Exit skips deferred calls: every way out releases the node dirs.
 	_ = os.RemoveAll(*out)
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fmt.Fprintf(os.Stderr, "node-e2e: %v\n", err)
+		releaseNodeDirs()
 		os.Exit(2)
 	}
-	env, err := harness.Start(harness.Options{RepoRoot: repoRoot(), BinDir: *binDir, LogLevel: *logLevel, Release: true, MirrorHosts: mirrorHosts})
-	if err == nil {
-		err = pushNodeImages(env.Registry, *nodeBin, repoRoot(), env.Dir)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "node-e2e: harness: %v\n", err)
-		if env != nil {
-			fmt.Fprintln(os.Stderr, env.Logs())
-		}
-		os.Exit(1)
-	}
-	r := &runner{env: env, nodeBin: *nodeBin, k8sBin: *k8sBin, out: *out, focus: *focus, skips: skips, nodes: *nodes, timeout: *timeout}
+	r := &runner{nodeBin: *nodeBin, k8sBin: *k8sBin, out: *out, focus: *focus, skips: skips, nodes: *nodes, timeout: *timeout}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -142,6 +142,22 @@ func main() {
 		r.interrupt()
 		os.Exit(130)
 	}()
+	env, err := harness.Start(harness.Options{RepoRoot: repoRoot(), BinDir: *binDir, LogLevel: *logLevel, Release: true, MirrorHosts: mirrorHosts})
+	if err == nil {
+		err = pushNodeImages(env.Registry, *nodeBin, repoRoot(), env.Dir)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "node-e2e: harness: %v\n", err)
+		if env != nil {
+			fmt.Fprintln(os.Stderr, env.Logs())
+			env.Stop()
+		}
+		releaseNodeDirs()
+		os.Exit(1)
+	}
+	r.mu.Lock()
+	r.env = env
+	r.mu.Unlock()
 	code := r.run(strings.Split(*targets, ","))
 	// The services' logs outlive the run's dir.
 	for _, l := range []string{"crimux.log", "containerd.log", "cri-b/containerd.log"} {
@@ -153,6 +169,7 @@ func main() {
 		r.baseline.Stop()
 	}
 	env.Stop()
+	releaseNodeDirs()
 	os.Exit(code)
 }
 
@@ -242,7 +259,7 @@ func (r *runner) runTarget(target string) (map[string]spec, error) {
 	report := filepath.Join(dir, "report.json")
 	args := []string{
 		"--nodes", fmt.Sprint(r.nodes), "--focus", r.focus, "--skip", skipRegexp(baseSkip, r.skips, handler),
-		"--timeout", r.timeout.String(), "--no-color", "--json-report", "report.json", "--output-dir", dir, "--silence-skips",
+		"--timeout", r.timeout.String(), "--flake-attempts", fmt.Sprint(flakeAttempts), "--no-color", "--json-report", "report.json", "--output-dir", dir, "--silence-skips",
 		filepath.Join(r.nodeBin, "e2e_node.test"), "--",
 		"--start-services=false", "--host=" + apiServer, "--bearer-token=" + n.token,
 		"--container-runtime-endpoint=" + endpoint, "--image-service-endpoint=" + endpoint,

@@ -19,6 +19,9 @@ type spec struct {
 	State   string `json:"state"` // passed, failed, skipped, timedout, panicked, interrupted, aborted, pending
 	Seconds int    `json:"seconds"`
 	Failure string `json:"failure,omitempty"`
+	// Attempts is how many runs it took (more than one: it failed, then
+	// passed on a retry).
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // readReport reads a ginkgo --json-report file: the It specs in scope (the
@@ -36,6 +39,7 @@ func readReport(path string, inScope func(name string) bool) (map[string]spec, e
 			LeafNodeType            string
 			State                   string
 			RunTime                 int64
+			NumAttempts             int
 			Failure                 struct{ Message string }
 		}
 	}
@@ -57,7 +61,7 @@ func readReport(path string, inScope func(name string) bool) (map[string]spec, e
 			if !inScope(name) {
 				continue
 			}
-			out[name] = spec{Name: name, State: s.State, Seconds: int(s.RunTime / 1e9), Failure: firstLine(s.Failure.Message)}
+			out[name] = spec{Name: name, State: s.State, Seconds: int(s.RunTime / 1e9), Failure: firstLine(s.Failure.Message), Attempts: s.NumAttempts}
 		}
 	}
 	return out, nil
@@ -203,8 +207,8 @@ func (r *runner) report(targets []string, results map[string]map[string]spec) in
 	}
 	var md strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&md, "# Node conformance (e2e_node %s)\n\nRun %s on %s (%d cores); focus `%s`, skipped `%s` and the skip list; %d ginkgo processes.\n\n",
-		k8sVersion, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), r.focus, baseSkip, r.nodes)
+	fmt.Fprintf(&md, "# Node conformance (e2e_node %s)\n\nRun %s on %s (%d cores); focus `%s`, skipped `%s` and the skip list; %d ginkgo processes, a failed spec run once more (`--flake-attempts=%d`).\n\n",
+		k8sVersion, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), r.focus, baseSkip, r.nodes, flakeAttempts)
 	md.WriteString("| target | passed | failed | skipped |\n|---|---|---|---|\n")
 	for _, t := range targets {
 		if rep, ok := results[t]; ok {
@@ -245,6 +249,20 @@ func (r *runner) report(targets []string, results map[string]map[string]spec) in
 				verdict = " (fails on containerd's CRI too)"
 			}
 			fmt.Fprintf(&md, "- %s%s — %s\n", n, verdict, rep[n].Failure)
+		}
+	}
+	for _, t := range targets {
+		rep, ok := results[t]
+		if !ok {
+			continue
+		}
+		retried := sortedNames(rep, func(s spec) bool { return s.State == "passed" && s.Attempts > 1 })
+		if len(retried) == 0 {
+			continue
+		}
+		fmt.Fprintf(&md, "\n## Passed on a retry: %s\n\n", t)
+		for _, n := range retried {
+			fmt.Fprintf(&md, "- %s\n", n)
 		}
 	}
 	md.WriteString("\n## Skip list\n\n")

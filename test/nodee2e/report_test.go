@@ -11,7 +11,7 @@ import (
 func TestReadReport(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "report.json")
 	body := `[{"SpecReports": [
-	  {"ContainerHierarchyTexts": ["[sig-node] Pods"], "LeafNodeText": "should run [NodeConformance]", "LeafNodeType": "It", "State": "passed", "RunTime": 3000000000},
+	  {"ContainerHierarchyTexts": ["[sig-node] Pods"], "LeafNodeText": "should run [NodeConformance]", "LeafNodeType": "It", "State": "passed", "RunTime": 3000000000, "NumAttempts": 2},
 	  {"ContainerHierarchyTexts": ["[sig-node] Pods"], "LeafNodeText": "should fail [NodeConformance]", "LeafNodeType": "It", "State": "failed", "Failure": {"Message": "boom\nmore"}},
 	  {"ContainerHierarchyTexts": ["[sig-node] Pods"], "LeafNodeText": "is serial [Serial] [NodeConformance]", "LeafNodeType": "It", "State": "skipped"},
 	  {"ContainerHierarchyTexts": [], "LeafNodeText": "", "LeafNodeType": "SynchronizedBeforeSuite", "State": "passed"}
@@ -24,7 +24,7 @@ func TestReadReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]spec{
-		"[sig-node] Pods should run [NodeConformance]":  {Name: "[sig-node] Pods should run [NodeConformance]", State: "passed", Seconds: 3},
+		"[sig-node] Pods should run [NodeConformance]":  {Name: "[sig-node] Pods should run [NodeConformance]", State: "passed", Seconds: 3, Attempts: 2},
 		"[sig-node] Pods should fail [NodeConformance]": {Name: "[sig-node] Pods should fail [NodeConformance]", State: "failed", Failure: "boom"},
 	}
 	if !reflect.DeepEqual(rep, want) {
