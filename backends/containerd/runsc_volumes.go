@@ -116,8 +116,8 @@ func tmpfsMount(dirfd int, name string, parentDev uint64) (unix.Stat_t, unix.Sta
 // sandboxMountHints are the pause container's hints: each memory-backed
 // emptyDir a tmpfs shared in the pod whose root has the node directory's
 // mode and owner (so fsGroup's setgid directory works inside the sandbox
-// as on the node) and its size (the volume's sizeLimit), unless the pod's own annotations (passed on by
-// pod_annotations) hint that volume already.
+// as on the node) and its size (the volume's sizeLimit), unless the pod's
+// own annotations (passed on by pod_annotations) hint that volume already.
 func sandboxMountHints(vols map[string]memoryVolume, podAnnotations map[string]string) map[string]string {
 	out := map[string]string{}
 	for v, mv := range vols {
