@@ -126,6 +126,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "node-e2e: %v\n", err)
 		os.Exit(2)
 	}
+	// Processes started in the output dir get paths in it: absolute ones
+	// (make passes a relative -out).
+	if abs, err := filepath.Abs(*out); err == nil {
+		*out = abs
+	}
 	// os.Exit skips deferred calls: every way out releases the node dirs.
 	_ = os.RemoveAll(*out)
 	if err := os.MkdirAll(*out, 0o755); err != nil {
