@@ -140,7 +140,7 @@ e2e: e2e-bin
 # gvisor fails any. NODE_E2E_FOCUS narrows it (a ginkgo regexp).
 NODE_E2E_TARGETS ?= containerd,runc,gvisor
 NODE_E2E_FOCUS   ?= \[NodeConformance\]
-NODE_E2E_NODES   ?= 8
+NODE_E2E_NODES   ?= 20
 NODE_E2E_OUT     ?= _output/node-e2e
 node-e2e-bin: e2e-bin
 	@bash hack/install-node-e2e.sh $(K8S_VERSION) $(E2E_CACHE)/node

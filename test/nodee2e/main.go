@@ -102,7 +102,7 @@ func main() {
 	targets := flag.String("targets", "containerd,runc,gvisor", "what to run the suite against: containerd (its own CRI, runc: the baseline) and crimux handlers")
 	focus := flag.String("focus", `\[NodeConformance\]`, "ginkgo --focus")
 	skipFile := flag.String("skips", filepath.Join(repoRoot(), "test/nodee2e/skips.txt"), "the skip list")
-	nodes := flag.Int("nodes", 8, "ginkgo parallel processes")
+	nodes := flag.Int("nodes", 20, "ginkgo parallel processes (the specs mostly wait)")
 	timeout := flag.Duration("timeout", 90*time.Minute, "ginkgo's timeout per target")
 	out := flag.String("out", filepath.Join(repoRoot(), "_output/node-e2e"), "results and logs")
 	logLevel := flag.String("log-level", "info", "crimux's log level (debug logs every CRI call)")
