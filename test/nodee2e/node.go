@@ -75,8 +75,22 @@ func claimNodeDirs() error {
 // releaseNodeDirs removes what a kubelet run leaves on the node: the
 // mounts and files under its root, the pod logs and its cgroups.
 func releaseNodeDirs() {
+	releaseRoot(kubeletRoot)
+	_ = os.RemoveAll(podLogsDir)
+	harness.RemoveCgroupTree(kubepods)
+}
+
+// releaseRoot unmounts everything at or under a kubelet root dir (the
+// kubelet bind-mounts its root onto itself to make it shared, then mounts
+// volumes below) and removes it.
+func releaseRoot(root string) {
 	for i := 0; i < 5; i++ {
-		ms := harness.MountsUnder(kubeletRoot + "/")
+		var ms []string
+		for _, m := range harness.MountsUnder(root) {
+			if m == root || strings.HasPrefix(m, root+"/") {
+				ms = append(ms, m)
+			}
+		}
 		if len(ms) == 0 {
 			break
 		}
@@ -84,9 +98,7 @@ func releaseNodeDirs() {
 			_ = unix.Unmount(ms[j], unix.MNT_DETACH)
 		}
 	}
-	_ = os.RemoveAll(kubeletRoot)
-	_ = os.RemoveAll(podLogsDir)
-	harness.RemoveCgroupTree(kubepods)
+	_ = os.RemoveAll(root)
 }
 
 // start runs a process in its own group, output to dir/name.log, its pid
