@@ -9,29 +9,16 @@
 # throwaway module that requires it and replaces each staging module with
 # its published v0.<minor>.<patch> version builds its commands.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 k8s=$1 etcd=$2 out=$3
 mkdir -p "$out"
 have() { [ -x "$out/$1" ] && [ "$(cat "$out/$1.version" 2>/dev/null)" = "$2" ]; }
 
 build_k8s() {
-  local mod gomod stage
+  local mod
   mod=$(mktemp -d)
   trap 'rm -rf "$mod"' RETURN
-  gomod=$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$k8s" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  [ -n "$gomod" ] || { echo "go mod download k8s.io/kubernetes@$k8s failed" >&2; return 1; }
-  stage="v0.${k8s#v1.}"
-  {
-    echo "module crimux.local/k8s-build"
-    echo
-    echo "go $(sed -n 's/^go //p' "$gomod")"
-    echo
-    echo "require k8s.io/kubernetes $k8s"
-    echo
-    echo "replace ("
-    sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/.*#\t\1 => \1 '"$stage"'#p' "$gomod"
-    echo ")"
-  } > "$mod/go.mod"
-  echo 'package tools' > "$mod/tools.go"
+  k8s_module "$k8s" "$mod" crimux.local/k8s-build >/dev/null
   for cmd in kubelet kube-apiserver kubectl; do
     have "$cmd" "$k8s" && continue
     echo "building $cmd $k8s from the Go module proxy"

@@ -7,6 +7,7 @@
 # k8s.io/kubernetes and replace each staging module with its published
 # v0.<minor>.<patch>). About 3 minutes with a warm module cache.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 k8s=$1 out=$2
 mkdir -p "$out"
 have() { [ -x "$out/$1" ] && [ "$(cat "$out/$1.version" 2>/dev/null)" = "$k8s" ]; }
@@ -14,22 +15,8 @@ have e2e_node.test && have agnhost && have nnp && have ginkgo && [ -f "$out/loca
 
 mod=$(mktemp -d)
 trap 'rm -rf "$mod"' EXIT
-gomod=$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$k8s" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-[ -n "$gomod" ] || { echo "go mod download k8s.io/kubernetes@$k8s failed" >&2; exit 1; }
-stage="v0.${k8s#v1.}"
+gomod=$(k8s_module "$k8s" "$mod" crimux.local/node-e2e-build)
 ginkgo=$(sed -n 's#^[[:space:]]*github.com/onsi/ginkgo/v2 \(v[^ ]*\).*#\1#p' "$gomod" | head -1)
-{
-  echo "module crimux.local/node-e2e-build"
-  echo
-  echo "go $(sed -n 's/^go //p' "$gomod")"
-  echo
-  echo "require k8s.io/kubernetes $k8s"
-  echo
-  echo "replace ("
-  sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/.*#\t\1 => \1 '"$stage"'#p' "$gomod"
-  echo ")"
-} > "$mod/go.mod"
-echo 'package tools' > "$mod/tools.go"
 cd "$mod"
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 # The test-only requirements of the suite and agnhost's imports.
