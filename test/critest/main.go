@@ -9,14 +9,12 @@
 package main
 
 import (
-	"bufio"
 	"encoding/xml"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/crimux/crimux/test/harness"
 	"github.com/crimux/crimux/test/images"
+	"github.com/crimux/crimux/test/skiplist"
 )
 
 func main() {
@@ -52,46 +51,12 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-// skipEntry is one line of the skip list: a spec pattern and why it can't pass.
-type skipEntry struct {
-	handler, pattern, reason string
-}
-
-// loadSkips reads lines of "handler | regexp | reason"; handler "all" applies
-// to every handler. Every entry must give a reason.
-func loadSkips(path, handler string) ([]skipEntry, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []skipEntry
-	s := bufio.NewScanner(f)
-	for n := 1; s.Scan(); n++ {
-		line := strings.TrimSpace(s.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		parts := strings.SplitN(line, " | ", 3)
-		if len(parts) != 3 || strings.TrimSpace(parts[2]) == "" {
-			return nil, fmt.Errorf("%s:%d: want \"handler | regexp | reason\"", path, n)
-		}
-		e := skipEntry{strings.TrimSpace(parts[0]), strings.TrimSpace(parts[1]), strings.TrimSpace(parts[2])}
-		if _, err := regexp.Compile(e.pattern); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
-		}
-		if e.handler == "all" || e.handler == handler {
-			out = append(out, e)
-		}
-	}
-	return out, s.Err()
-}
-
 func run(repo, handler, critestBin, binDir, skipFile, outDir, focus string, benchmark bool) (int, error) {
 	if _, err := os.Stat(critestBin); err != nil {
 		return 0, fmt.Errorf("critest binary: %w (make critest-bin builds it)", err)
 	}
-	skips, err := loadSkips(skipFile, handler)
+	all, err := skiplist.Read(skipFile)
+	skips := skiplist.For(all, handler)
 	if err != nil {
 		return 0, err
 	}
@@ -199,7 +164,7 @@ type result struct {
 
 // runCritest runs critest against socket with handler, writing
 // <name>.xml and <name>.log under abs.
-func runCritest(critestBin, abs, name, socket, handler string, skips []skipEntry, focus string, extra []string) (result, error) {
+func runCritest(critestBin, abs, name, socket, handler string, skips []skiplist.Entry, focus string, extra []string) (result, error) {
 	report := filepath.Join(abs, name+".xml")
 	args := []string{
 		"-runtime-endpoint", "unix://" + socket,
@@ -211,7 +176,7 @@ func runCritest(critestBin, abs, name, socket, handler string, skips []skipEntry
 	args = append(args, extra...)
 	var pats []string
 	for _, s := range skips {
-		pats = append(pats, s.pattern)
+		pats = append(pats, s.Regexp)
 	}
 	if len(pats) > 0 {
 		args = append(args, "-ginkgo.skip", strings.Join(pats, "|"))

@@ -34,6 +34,7 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 
 	"github.com/crimux/crimux/test/harness"
+	"github.com/crimux/crimux/test/skiplist"
 )
 
 // baseSkip leaves out the specs that may not run in parallel or on a node
@@ -60,7 +61,7 @@ type runner struct {
 	k8sBin   string
 	out      string
 	focus    string
-	skips    []skipEntry
+	skips    []skiplist.Entry
 	nodes    int
 	timeout  time.Duration
 	nodeIP   string
@@ -117,7 +118,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "node-e2e: -focus: %v\n", err)
 		os.Exit(2)
 	}
-	skips, err := readSkips(*skipFile)
+	skips, err := skiplist.Read(*skipFile)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "node-e2e: %v\n", err)
 		os.Exit(2)

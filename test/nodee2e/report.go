@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/crimux/crimux/test/skiplist"
 )
 
 // spec is one spec's outcome in a ginkgo JSON report.
@@ -87,74 +87,14 @@ func failed(state string) bool {
 	return false
 }
 
-// skipEntry is one line of the skip list: the handlers it applies to, the
-// specs (a regexp on the spec's full text) and why.
-type skipEntry struct {
-	Handlers []string
-	Regexp   string
-	Reason   string
-	re       *regexp.Regexp
-}
-
-// readSkips reads a skip list: "handlers | regexp | reason" per line,
-// handlers "all" or a comma-separated list (runc's apply to containerd's
-// CRI too: the baseline runs runc). Blank lines and #-comments are ignored.
-func readSkips(path string) ([]skipEntry, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []skipEntry
-	sc := bufio.NewScanner(f)
-	for ln := 1; sc.Scan(); ln++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		parts := strings.SplitN(line, " | ", 3)
-		if len(parts) != 3 || strings.TrimSpace(parts[2]) == "" {
-			return nil, fmt.Errorf("%s:%d: want \"handlers | regexp | reason\", got %q", path, ln, line)
-		}
-		re, err := regexp.Compile(strings.TrimSpace(parts[1]))
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, ln, err)
-		}
-		out = append(out, skipEntry{Handlers: strings.Split(strings.TrimSpace(parts[0]), ","), Regexp: re.String(), Reason: strings.TrimSpace(parts[2]), re: re})
-	}
-	return out, sc.Err()
-}
-
-// applies reports whether an entry applies to a handler.
-func (s skipEntry) applies(handler string) bool {
-	for _, h := range s.Handlers {
-		if h == "all" || h == handler {
-			return true
-		}
-	}
-	return false
-}
-
 // skipRegexp is the ginkgo --skip expression for a handler: the suite-wide
 // skips and the list's entries for the handler.
-func skipRegexp(base string, skips []skipEntry, handler string) string {
+func skipRegexp(base string, skips []skiplist.Entry, handler string) string {
 	parts := []string{base}
-	for _, s := range skips {
-		if s.applies(handler) {
-			parts = append(parts, "(?:"+s.Regexp+")")
-		}
+	for _, s := range skiplist.For(skips, handler) {
+		parts = append(parts, "(?:"+s.Regexp+")")
 	}
 	return strings.Join(parts, "|")
-}
-
-// skipReason is why the list skips a spec for a handler ("" if it doesn't).
-func skipReason(skips []skipEntry, handler, name string) string {
-	for _, s := range skips {
-		if s.applies(handler) && s.re.MatchString(name) {
-			return s.Reason
-		}
-	}
-	return ""
 }
 
 // tally counts a report's specs by outcome.
