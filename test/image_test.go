@@ -1,12 +1,17 @@
 package test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/crimux/crimux/test/harness"
+	"github.com/opencontainers/image-spec/identity"
 )
 
 func TestImages(t *testing.T) {
@@ -103,4 +108,86 @@ func TestBuiltinPauseImage(t *testing.T) {
 		}
 	}
 	t.Errorf("no built-in pause image in %v", list)
+}
+
+// crimux keeps containerd's list of image records while containerd's
+// events say it is current: image records made, moved and deleted by
+// another client are seen by ImageStatus and by CreateContainer, and an
+// image crimux pulls is usable at once.
+func TestImageRecordsFollowContainerd(t *testing.T) {
+	needEnv(t)
+	pullBusybox(t)
+	echoRef, err := env.Image.PullImage(ctx(t), &runtime.ImageSpec{Image: harness.EntrypointEcho}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ctrdClient(t)
+	cctx := ctx(t)
+	bb, err := c.GetImage(cctx, harness.Busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo, err := c.GetImage(cctx, harness.EntrypointEcho)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bbSt, err := env.Image.ImageStatus(ctx(t), &runtime.ImageSpec{Image: harness.Busybox}, false)
+	if err != nil || bbSt.Image == nil {
+		t.Fatalf("busybox status: %v %v", bbSt, err)
+	}
+	name := fmt.Sprintf("crimux.test/moved-%d:v1", time.Now().UnixNano())
+	is := c.ImageService()
+	t.Cleanup(func() { _ = is.Delete(context.Background(), name) })
+	idOf := func() (string, error) {
+		st, err := env.Image.ImageStatus(ctx(t), &runtime.ImageSpec{Image: name}, false)
+		if err != nil {
+			return "", err
+		}
+		if st.Image == nil {
+			return "", nil
+		}
+		return st.Image.Id, nil
+	}
+	want := func(id string) func() error {
+		return func() error {
+			got, err := idOf()
+			if err != nil || got != id {
+				return fmt.Errorf("ImageStatus %s: %q, %v; want %q", name, got, err, id)
+			}
+			return nil
+		}
+	}
+	if _, err := is.Create(cctx, images.Image{Name: name, Target: bb.Target()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a name made outside crimux", want(bbSt.Image.Id))
+	if _, err := is.Update(cctx, images.Image{Name: name, Target: echo.Target()}, "target"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a name moved outside crimux", want(echoRef))
+	// A container made from the moved name is made from the image it names now.
+	pod := podConfig(t, "moved")
+	id := runPod(t, pod)
+	cfg := ctrConfig("moved", "true")
+	cfg.Image = &runtime.ImageSpec{Image: name}
+	cid, err := env.Runtime.CreateContainer(ctx(t), id, cfg, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := containerState(t, cid); st.ImageRef != echoRef {
+		t.Errorf("container made from %s has image %s, want %s", name, st.ImageRef, echoRef)
+	}
+	if cont, err := c.LoadContainer(cctx, cid); err != nil {
+		t.Error(err)
+	} else if info, err := cont.Info(cctx); err != nil || info.Image != name {
+		t.Errorf("containerd's record of the container: image %q, %v", info.Image, err)
+	} else if sn, err := c.SnapshotService(info.Snapshotter).Stat(cctx, info.SnapshotKey); err != nil {
+		t.Error(err)
+	} else if chain, err := echo.RootFS(cctx); err != nil || sn.Parent != identity.ChainID(chain).String() {
+		t.Errorf("the container's rootfs is on %s, want the moved name's image's chain (%v)", sn.Parent, err)
+	}
+	if err := is.Delete(cctx, name); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a name deleted outside crimux", want(""))
 }

@@ -20,16 +20,25 @@ import (
 // is the event the shim forwards once containerd is back, so the stream is
 // resubscribed at once, and quietly: one line when it breaks and one when
 // it is back.
+//
+// The same stream carries the image record events that keep the driver's
+// list of image records current (imagerecords.go).
 func (d *Driver) watchEvents(ctx context.Context) {
-	filter := fmt.Sprintf(`topic~="^/tasks/(oom|exit|delete)$",namespace==%q`, d.opts.Namespace)
+	filter := fmt.Sprintf(`topic~="^/(tasks/(oom|exit|delete)|images/.*)$",namespace==%q`, d.opts.Namespace)
 	broken := time.Time{}
-	for ctx.Err() == nil {
-		ch, errs := d.client.Subscribe(ctx, filter)
+	for n := 0; ctx.Err() == nil; n++ {
+		subCtx, unsubscribe := context.WithCancel(ctx)
+		ch, errs := d.client.Subscribe(subCtx, filter)
+		probe := fmt.Sprintf("%s/%d", d.opts.Instance, n)
+		probed := make(chan struct{})
+		go d.probeImageEvents(subCtx, probe, probed)
 		first := true
 	recv:
 		for {
 			select {
 			case <-ctx.Done():
+				unsubscribe()
+				d.images.records.setLive(false)
 				return
 			case err := <-errs:
 				if broken.IsZero() && ctx.Err() == nil {
@@ -51,7 +60,20 @@ func (d *Driver) watchEvents(ctx context.Context) {
 				if err != nil {
 					continue
 				}
+				if env.Topic == imageProbeTopic {
+					if e, ok := ev.(*eventsapi.ImageUpdate); ok && e.Name == probe {
+						select {
+						case <-probed:
+						default:
+							close(probed)
+							d.images.records.setLive(true)
+						}
+					}
+					continue
+				}
 				switch e := ev.(type) {
+				case *eventsapi.ImageCreate, *eventsapi.ImageUpdate, *eventsapi.ImageDelete:
+					d.images.records.changed()
 				case *eventsapi.TaskOOM:
 					if d.listener != nil {
 						d.log.Info("container hit its memory limit", "id", e.ContainerID)
@@ -68,10 +90,36 @@ func (d *Driver) watchEvents(ctx context.Context) {
 				}
 			}
 		}
+		unsubscribe()
+		d.images.records.setLive(false)
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// imageProbeTopic is the topic of the probe events crimux publishes to
+// learn that its subscription delivers.
+const imageProbeTopic = "/images/crimux-probe"
+
+// probeImageEvents publishes a probe event named name, again with backoff
+// (it may reach containerd before the subscription does), until probed is
+// closed (it came back) or ctx ends.
+func (d *Driver) probeImageEvents(ctx context.Context, name string, probed <-chan struct{}) {
+	wait := 100 * time.Millisecond
+	for {
+		if err := d.client.EventService().Publish(d.ctx(ctx), imageProbeTopic, &eventsapi.ImageUpdate{Name: name}); err != nil && ctx.Err() == nil {
+			d.log.Debug("publish the image event probe", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-probed:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
 	}
 }
 

@@ -95,11 +95,18 @@ func (c *imageCache) forgetUnpacked() {
 	clear(c.unpacked)
 }
 
-// resolveImage finds an image by name (one call to containerd) and returns
-// it with what its manifest says, unpacked with the handler's snapshotter.
-// A missing image is image.ErrNotFound.
+// resolveImage finds an image by name (from the kept list of image
+// records, or one call to containerd) and returns it with what its
+// manifest says, unpacked with the handler's snapshotter. A missing image
+// is image.ErrNotFound.
 func (r *Runtime) resolveImage(ctx context.Context, name string) (client.Image, imageInfo, error) {
-	img, err := r.d.client.GetImage(ctx, name)
+	var img client.Image
+	var err error
+	if rec, ok := r.d.images.record(name); ok {
+		img = client.NewImage(r.d.client, rec)
+	} else {
+		img, err = r.d.client.GetImage(ctx, name)
+	}
 	if err != nil {
 		if isNotFound(err) {
 			return nil, imageInfo{}, fmt.Errorf("image %q: %w", name, image.ErrNotFound)

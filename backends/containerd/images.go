@@ -40,6 +40,9 @@ type Images struct {
 	// user) by manifest digest: content-addressed, so it never goes stale,
 	// and status calls needn't read every image's blobs again.
 	known map[digest.Digest]entryInfo
+	// records is the list of image records, kept while events say it is
+	// current (imagerecords.go).
+	records imageRecords
 }
 
 type entryInfo struct {
@@ -110,6 +113,7 @@ func (s *Images) resolver(ctx context.Context, auth *image.Auth) docker.Resolver
 func (s *Images) Pull(ctx context.Context, ref string, auth *image.Auth, snapshotter string) (image.Image, error) {
 	ctx = s.d.ctx(ctx)
 	defer s.lockRef(ref)()
+	defer s.records.changed()
 	ctx, done, err := s.d.withLease(ctx, "pull")
 	if err != nil {
 		return image.Image{}, err
@@ -159,13 +163,20 @@ func (s *Images) putName(ctx context.Context, name string, target ocispec.Descri
 // entry is one image record with what its config says.
 type entry struct {
 	name   string
+	target ocispec.Descriptor
 	id     string
 	size   int64
 	user   string
 	annots map[string]string
 }
 
+// entries are the image records in crimux's namespace with what their
+// manifests say; the slice is shared and must not be changed.
 func (s *Images) entries(ctx context.Context) ([]entry, error) {
+	es, gen, ok := s.records.cached()
+	if ok {
+		return es, nil
+	}
 	ctx = s.d.ctx(ctx)
 	recs, err := s.d.client.ImageService().List(ctx)
 	if err != nil {
@@ -179,7 +190,7 @@ func (s *Images) entries(ctx context.Context) ([]entry, error) {
 			continue // content missing: not a usable image
 		}
 		live[r.Target.Digest] = true
-		out = append(out, entry{name: r.Name, id: info.id, size: info.size, user: info.user, annots: r.Target.Annotations})
+		out = append(out, entry{name: r.Name, target: r.Target, id: info.id, size: info.size, user: info.user, annots: r.Target.Annotations})
 	}
 	s.mu.Lock()
 	for dg := range s.known {
@@ -189,7 +200,23 @@ func (s *Images) entries(ctx context.Context) ([]entry, error) {
 	}
 	s.mu.Unlock()
 	s.d.imageCache.keepOnly(live)
+	s.records.store(out, gen)
 	return out, nil
+}
+
+// record finds the image record of name, from the kept list when it is
+// current; ok is false when it isn't kept or not there.
+func (s *Images) record(name string) (images.Image, bool) {
+	es, _, ok := s.records.cached()
+	if !ok {
+		return images.Image{}, false
+	}
+	for _, e := range es {
+		if e.name == name {
+			return images.Image{Name: e.name, Target: e.target}, true
+		}
+	}
+	return images.Image{}, false
 }
 
 // info reads (once per manifest) what an image record's content says.
@@ -288,6 +315,7 @@ func (s *Images) Get(ctx context.Context, ref string) (image.Image, error) {
 // Remove implements image.Store.
 func (s *Images) Remove(ctx context.Context, id string) error {
 	ctx = s.d.ctx(ctx)
+	defer s.records.changed()
 	es, err := s.entries(ctx)
 	if err != nil {
 		return err
@@ -370,6 +398,7 @@ func (s *Images) pauseBinary() (string, error) {
 func (s *Images) ImportPause(ctx context.Context) (string, error) {
 	ctx = s.d.ctx(ctx)
 	defer s.lockRef(builtinPauseRf)()
+	defer s.records.changed()
 	// A lease keeps containerd's garbage collector off the blobs until the
 	// image record references them.
 	ctx, done, err := s.d.withLease(ctx, "import")
