@@ -84,6 +84,11 @@ type TaskState struct {
 	ExitCode int32
 	ExitedAt time.Time
 	Reason   string
+	// NeverStarted, with State CREATED, says the runtime knows the process
+	// was never started (a created task waits for its start); without it a
+	// CREATED container may as well have run and lost its process (a
+	// reboot), which crimux can't tell from never started.
+	NeverStarted bool
 	// IPs are the pod's addresses, from RunSandbox of a runtime that owns
 	// its pods' network (NetworkOwner); nil otherwise.
 	IPs []string

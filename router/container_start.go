@@ -29,23 +29,34 @@ func (r *Router) StartContainer(ctx context.Context, req *runtime.StartContainer
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox of container %s: %w", c.ID, err)
 	}
-	if err := c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
-		if s.State != runtime.ContainerState_CONTAINER_CREATED || s.Starting {
-			return s, fmt.Errorf("%w: container %s is %s, not CREATED", backends.ErrPrecondition, c.ID, s.State)
-		}
-		s.Starting = true
-		return s, nil
-	}); err != nil {
-		return nil, err
-	}
 	if sb.Status().State != runtime.PodSandboxState_SANDBOX_READY {
-		_ = c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) { s.Starting = false; return s, nil })
 		return nil, fmt.Errorf("%w: pod sandbox %s is not ready", backends.ErrPrecondition, sb.ID)
 	}
 	// The start time is taken before the process starts: its exit, which
 	// containerd timestamps, can't come before it.
 	startedAt := time.Now().UnixNano()
+	if err := c.Update(func(s sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
+		if s.State != runtime.ContainerState_CONTAINER_CREATED || s.Starting {
+			return s, fmt.Errorf("%w: container %s is %s, not CREATED", backends.ErrPrecondition, c.ID, s.State)
+		}
+		s.Starting = true
+		s.StartedAt = startedAt
+		return s, nil
+	}); err != nil {
+		return nil, err
+	}
+	// The record (CREATED, with the time the start began) is written while
+	// the task starts, not after it: recovery takes such a record for
+	// RUNNING until the runtime says otherwise (Recover, reconcileContainer),
+	// so a started container needs no second write, and the time it
+	// started survives a crash. It is on disk before the call returns.
+	saved := make(chan struct{})
+	go func() {
+		defer close(saved)
+		r.saveContainer(c)
+	}()
 	ts, err := r.runtimeOf(sb).StartContainer(ctx, c.ID)
+	<-saved
 	if err == nil {
 		fault.Point("start-container/after-start")
 	}
@@ -69,13 +80,11 @@ func (r *Router) StartContainer(ctx context.Context, req *runtime.StartContainer
 			s.State = runtime.ContainerState_CONTAINER_RUNNING
 			s.Pid = ts.Pid
 		}
-		s.StartedAt = startedAt
 		if s.FinishedAt != 0 && s.FinishedAt < s.StartedAt {
 			s.StartedAt = s.FinishedAt
 		}
 		return s, nil
 	})
-	r.saveContainer(c)
 	r.emit(c, runtime.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return &runtime.StartContainerResponse{}, nil
 }

@@ -33,7 +33,7 @@ func (r *Router) containerStatus(c *sandbox.Container) *runtime.ContainerStatus 
 		Metadata:    cfg.Metadata,
 		State:       st.State,
 		CreatedAt:   c.CreatedAt,
-		StartedAt:   st.StartedAt,
+		StartedAt:   startedAt(st),
 		FinishedAt:  st.FinishedAt,
 		ExitCode:    st.ExitCode,
 		Image:       &runtime.ImageSpec{Image: c.ImageName, UserSpecifiedImage: cfg.Image.GetImage()},
@@ -61,4 +61,13 @@ func (r *Router) containerStatus(c *sandbox.Container) *runtime.ContainerStatus 
 		out.Resources = &runtime.ContainerResources{Linux: res}
 	}
 	return out
+}
+
+// startedAt is when the container started; none while it is CREATED (a
+// starting container already carries the time its start began).
+func startedAt(st sandbox.ContainerStatus) int64 {
+	if st.State == runtime.ContainerState_CONTAINER_CREATED {
+		return 0
+	}
+	return st.StartedAt
 }

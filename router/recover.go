@@ -56,6 +56,7 @@ func (r *Router) Recover(ctx context.Context) error {
 		_ = r.sandboxNames.Reserve(sb.Name, sb.ID)
 	}
 	for _, c := range l.Containers {
+		_ = c.Update(startBegun)
 		r.containers.Add(c.ID, c)
 		_ = r.containerNames.Reserve(c.Name, c.ID)
 	}
@@ -181,6 +182,18 @@ func (r *Router) reconcile(ctx context.Context, only func(string) bool) {
 	}
 }
 
+// startBegun takes a record that a crash left CREATED with a start time
+// (StartContainer had begun: it writes the record while the task starts)
+// for RUNNING until the runtime answers: the task most likely runs, and a
+// kubelet told CREATED would start it again or replace it.
+func startBegun(st sandbox.ContainerStatus) (sandbox.ContainerStatus, error) {
+	if st.State == runtime.ContainerState_CONTAINER_CREATED && st.StartedAt != 0 {
+		st.State = runtime.ContainerState_CONTAINER_RUNNING
+		st.StartUnconfirmed = true
+	}
+	return st, nil
+}
+
 // reconcileSandbox is a ready pod's record after recovery: a pod whose
 // pause process no longer runs (or that the runtime lost) is NOTREADY.
 func reconcileSandbox(st sandbox.Status, actual backends.TaskState, err error) (sandbox.Status, bool) {
@@ -198,14 +211,20 @@ func reconcileSandbox(st sandbox.Status, actual backends.TaskState, err error) (
 
 // reconcileContainer is a container's record after recovery, from what its
 // runtime says (err is nil or wraps ErrNotFound):
-//   - running: RUNNING (a record still CREATED: crimux crashed between
-//     starting it and saving that, so it must not be started twice);
+//   - running: RUNNING (a record whose start had begun, StartUnconfirmed:
+//     crimux crashed while starting it, so it must not be started twice);
 //   - exited: EXITED with the runtime's code and time;
-//   - created: unchanged for a CREATED record; for a RUNNING one the task is
+//   - created: unchanged for a CREATED record, and CREATED again, without
+//     a start time, for one whose start had begun when the runtime knows
+//     its task never started (the crash came between creating and starting
+//     it); for a RUNNING one, or a begun one the runtime can't say never
+//     started (its task may have run and gone with a reboot), the task is
 //     gone without an exit status (a reboot, containerd's state lost), so it
 //     exited, code 255, reason Unknown;
 //   - the runtime has no such container: likewise exited, 255, Unknown.
 func reconcileContainer(st sandbox.ContainerStatus, actual backends.TaskState, err error, now time.Time) (sandbox.ContainerStatus, bool) {
+	unconfirmed := st.StartUnconfirmed
+	st.StartUnconfirmed = false
 	lost := func(msg string) (sandbox.ContainerStatus, bool) {
 		if st.State == runtime.ContainerState_CONTAINER_EXITED {
 			return st, false
@@ -226,7 +245,7 @@ func reconcileContainer(st sandbox.ContainerStatus, actual backends.TaskState, e
 	}
 	switch actual.State {
 	case runtime.ContainerState_CONTAINER_RUNNING:
-		changed := st.State != runtime.ContainerState_CONTAINER_RUNNING || st.Pid != actual.Pid
+		changed := st.State != runtime.ContainerState_CONTAINER_RUNNING || st.Pid != actual.Pid || unconfirmed
 		if st.State != runtime.ContainerState_CONTAINER_RUNNING {
 			st.State = runtime.ContainerState_CONTAINER_RUNNING
 			st.Reason, st.Message = "", ""
@@ -250,6 +269,11 @@ func reconcileContainer(st sandbox.ContainerStatus, actual backends.TaskState, e
 	case runtime.ContainerState_CONTAINER_CREATED:
 		if st.State == runtime.ContainerState_CONTAINER_CREATED {
 			return st, false
+		}
+		if unconfirmed && actual.NeverStarted {
+			st.State = runtime.ContainerState_CONTAINER_CREATED
+			st.StartedAt, st.Pid = 0, 0
+			return st, true
 		}
 		return lost("the container's task is gone without an exit status (the node rebooted or containerd lost its state)")
 	}

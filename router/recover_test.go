@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ func TestReconcileContainer(t *testing.T) {
 	created := sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_CREATED}
 	running := sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 7, StartedAt: 500}
 	unknown := sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_UNKNOWN, StartedAt: 500}
+	begun := sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_RUNNING, StartedAt: 500, StartUnconfirmed: true}
 	ts := func(s runtime.ContainerState) backends.TaskState { return backends.TaskState{State: s, Pid: 9} }
 	for _, tc := range []struct {
 		desc      string
@@ -40,11 +42,22 @@ func TestReconcileContainer(t *testing.T) {
 		{desc: "never started", recorded: created, actual: ts(runtime.ContainerState_CONTAINER_CREATED), want: runtime.ContainerState_CONTAINER_CREATED, unchanged: true},
 		{desc: "task vanished without an exit", recorded: running, actual: ts(runtime.ContainerState_CONTAINER_CREATED), want: runtime.ContainerState_CONTAINER_EXITED, code: 255, reason: "Unknown"},
 		{desc: "the runtime lost the container", recorded: running, err: backends.ErrNotFound, want: runtime.ContainerState_CONTAINER_EXITED, code: 255, reason: "Unknown"},
+		{desc: "start had begun, task runs", recorded: begun, actual: backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING}, want: runtime.ContainerState_CONTAINER_RUNNING},
+		{desc: "start had begun, task created and never started", recorded: begun, actual: backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED, NeverStarted: true}, want: runtime.ContainerState_CONTAINER_CREATED},
+		{desc: "start had begun, no task (it may have run before a reboot)", recorded: begun, actual: ts(runtime.ContainerState_CONTAINER_CREATED), want: runtime.ContainerState_CONTAINER_EXITED, code: 255, reason: "Unknown"},
+		{desc: "start had begun, task exited", recorded: begun, actual: backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 1, ExitedAt: exitAt}, want: runtime.ContainerState_CONTAINER_EXITED, code: 1, reason: "Error"},
+		{desc: "start had begun, the runtime lost the container", recorded: begun, err: backends.ErrNotFound, want: runtime.ContainerState_CONTAINER_EXITED, code: 255, reason: "Unknown"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			got, changed := reconcileContainer(tc.recorded, tc.actual, tc.err, now)
 			if got.State != tc.want || got.ExitCode != tc.code || got.Reason != tc.reason || changed == tc.unchanged {
 				t.Fatalf("got %s code %d reason %q changed %v; want %s code %d reason %q changed %v", got.State, got.ExitCode, got.Reason, changed, tc.want, tc.code, tc.reason, !tc.unchanged)
+			}
+			if got.StartUnconfirmed {
+				t.Fatal("still marked unconfirmed after the runtime answered")
+			}
+			if got.State == runtime.ContainerState_CONTAINER_CREATED && got.StartedAt != 0 {
+				t.Fatalf("CREATED with a start time %d", got.StartedAt)
 			}
 			if got.State == runtime.ContainerState_CONTAINER_EXITED && (got.FinishedAt == 0 || got.StartedAt > got.FinishedAt) {
 				t.Fatalf("exit times: started %d finished %d", got.StartedAt, got.FinishedAt)
@@ -254,4 +267,92 @@ func TestPerPodSerialisation(t *testing.T) {
 			t.Fatalf("a removed pod's record came back")
 		}
 	})
+}
+
+// StartContainer writes the record (CREATED, with the time the start
+// began) while the task starts: a crimux that dies before the start
+// returns is recovered with the container RUNNING since that time, and one
+// whose task never ran stays CREATED without a start time. Until the
+// runtime answers, such a container is taken for RUNNING.
+func TestStartTimeSurvivesACrashDuringStart(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	f := newFixture(t, root)
+	sb, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg("s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := f.r.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: sb.PodSandboxId,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "a"}, Image: &runtime.ImageSpec{Image: "busybox"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := f.drv.Runtime("runc").(*fakeRuntime)
+	gate := make(chan struct{})
+	defer close(gate)
+	rt.mu.Lock()
+	rt.gates = map[string]chan struct{}{"StartContainer": gate}
+	rt.mu.Unlock()
+	rt.entered = make(chan string, 1)
+	before := time.Now().UnixNano()
+	go func() { _, _ = f.r.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: cr.ContainerId}) }()
+	<-rt.entered
+	// The task is starting (held by the gate) and the record is written
+	// meanwhile; then crimux dies: other routers read what is on disk.
+	var startedAt int64
+	for deadline := time.Now().Add(10 * time.Second); startedAt == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var rec struct {
+			Status sandbox.ContainerStatus `json:"status"`
+		}
+		if b, err := os.ReadFile(filepath.Join(root, "containers", cr.ContainerId+".json")); err == nil && json.Unmarshal(b, &rec) == nil {
+			startedAt = rec.Status.StartedAt
+		}
+	}
+	if startedAt < before {
+		t.Fatalf("the record has start time %d while the task starts, want one from after %d", startedAt, before)
+	}
+	crashed := root
+	recoverWith := func(root string, st backends.TaskState, err error) *runtime.ContainerStatus {
+		t.Helper()
+		crashed := filepath.Join(t.TempDir(), "root")
+		if err := os.CopyFS(crashed, os.DirFS(root)); err != nil {
+			t.Fatal(err)
+		}
+		g := newFixture(t, crashed)
+		grt := g.drv.Runtime("runc").(*fakeRuntime)
+		grt.recoverStates = map[string]backends.TaskState{sb.PodSandboxId: {State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 1}}
+		if err != nil {
+			grt.recoverFailed = map[string]error{cr.ContainerId: err}
+		} else {
+			grt.recoverStates[cr.ContainerId] = st
+		}
+		if err := g.r.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cs, err := g.r.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: cr.ContainerId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Let a retry in the background find an answer and end.
+		grt.mu.Lock()
+		grt.recoverFailed = nil
+		grt.recoverStates[cr.ContainerId] = backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 2}
+		grt.mu.Unlock()
+		return cs.Status
+	}
+	if st := recoverWith(crashed, backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: 2}, nil); st.State != runtime.ContainerState_CONTAINER_RUNNING || st.StartedAt != startedAt {
+		t.Errorf("task runs: recovered %s started %d, want RUNNING started %d", st.State, st.StartedAt, startedAt)
+	}
+	if st := recoverWith(crashed, backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED, NeverStarted: true}, nil); st.State != runtime.ContainerState_CONTAINER_CREATED || st.StartedAt != 0 {
+		t.Errorf("task never started: recovered %s started %d, want CREATED never started", st.State, st.StartedAt)
+	}
+	// No task at all: it may have run and gone with a reboot; never
+	// reported CREATED (the kubelet would run it again whatever its
+	// restart policy).
+	if st := recoverWith(crashed, backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED}, nil); st.State != runtime.ContainerState_CONTAINER_EXITED || st.ExitCode != 255 {
+		t.Errorf("no task: recovered %s code %d, want EXITED 255", st.State, st.ExitCode)
+	}
+	if st := recoverWith(crashed, backends.TaskState{}, errors.New("connection refused")); st.State != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("runtime away: recovered %s, want RUNNING until it answers", st.State)
+	}
 }

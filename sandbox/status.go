@@ -139,6 +139,10 @@ type ContainerStatus struct {
 	OOMEvents uint64 `json:"oom_events,omitempty"`
 	// Starting is set while StartContainer runs, so a second start is refused.
 	Starting bool `json:"-"`
+	// StartUnconfirmed marks a container recovery takes for RUNNING because
+	// its record, written while its task started, says a start had begun
+	// (CREATED with a start time) and its runtime has not answered yet.
+	StartUnconfirmed bool `json:"-"`
 }
 
 // Container is one container of a sandbox.

@@ -142,10 +142,13 @@ func TestCrashAtFaultPoints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		started := time.Now().UnixNano()
 		crashAt(t, "start-container/after-start", func() error { return env.Runtime.StartContainer(ctx(t), cid) })
-		// It runs: listed RUNNING, and not started a second time.
-		if st := containerState(t, cid); st.State != runtime.ContainerState_CONTAINER_RUNNING {
-			t.Errorf("a started container whose record said CREATED is %s after recovery", st.State)
+		crashed := time.Now().UnixNano()
+		// It runs: listed RUNNING since the start before the crash, and not
+		// started a second time.
+		if st := containerState(t, cid); st.State != runtime.ContainerState_CONTAINER_RUNNING || st.StartedAt < started || st.StartedAt > crashed {
+			t.Errorf("a container started before a crash is %s, started at %d, after recovery; want RUNNING started in [%d, %d]", st.State, st.StartedAt, started, crashed)
 		}
 		if err := env.Runtime.StartContainer(ctx(t), cid); status.Code(err) != codes.FailedPrecondition {
 			t.Errorf("a second start: %v, want FailedPrecondition", err)

@@ -58,7 +58,7 @@ func (r *Runtime) State(ctx context.Context, id string) (backends.TaskState, err
 	case client.Stopped:
 		return backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: int32(st.ExitStatus), ExitedAt: st.ExitTime}, nil
 	case client.Created:
-		return backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED}, nil
+		return backends.TaskState{State: runtime.ContainerState_CONTAINER_CREATED, NeverStarted: true}, nil
 	}
 	return backends.TaskState{State: runtime.ContainerState_CONTAINER_UNKNOWN}, nil
 }

@@ -166,7 +166,8 @@ func (rm *remote) containerState(ctx context.Context, rid string) (backends.Task
 }
 
 func taskState(s *runtime.ContainerStatus) backends.TaskState {
-	ts := backends.TaskState{State: s.State, ExitCode: s.ExitCode, Reason: s.Reason}
+	// The remote keeps its own record: CREATED there is never started.
+	ts := backends.TaskState{State: s.State, ExitCode: s.ExitCode, Reason: s.Reason, NeverStarted: s.State == runtime.ContainerState_CONTAINER_CREATED}
 	if s.FinishedAt != 0 {
 		ts.ExitedAt = time.Unix(0, s.FinishedAt)
 	}
