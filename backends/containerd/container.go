@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/crimux/crimux/backends"
@@ -167,7 +168,7 @@ func (r *Runtime) newContainer(ctx context.Context, c backends.Container, img cl
 		labelTTY:      fmt.Sprint(c.Config.Tty),
 		labelStopSig:  info.config.Config.StopSignal,
 	}
-	_, spec, err := r.newContainerFromImage(ctx, c.ID, img, info, snapshotOpts(c.Sandbox), specOpts,
+	m, spec, err := r.newContainerFromImage(ctx, c.ID, img, info, snapshotOpts(c.Sandbox), specOpts,
 		client.WithRuntime(r.opts.RuntimeType, rtOpts),
 		client.WithContainerLabels(labels),
 		// Its task joins the pause container's shim directly (podgroup.go).
@@ -176,6 +177,7 @@ func (r *Runtime) newContainer(ctx context.Context, c backends.Container, img cl
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", mapErr(err))
 	}
+	r.d.keepMade(c.ID, m)
 	return spec, nil
 }
 
@@ -207,11 +209,19 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskS
 		return backends.TaskState{}, err
 	}
 	ctx = r.d.ctx(ctx)
-	cont, err := r.d.client.LoadContainer(ctx, id)
-	if err != nil {
-		return backends.TaskState{}, mapErr(err)
+	// A container this crimux made is started from what it kept of it;
+	// any other is read from containerd first.
+	var cont client.Container
+	var rootfs []mount.Mount
+	if m := r.d.takeMade(id); m != nil {
+		cont, rootfs = m.cont, m.rootfs
+	} else {
+		var err error
+		if cont, err = r.d.client.LoadContainer(ctx, id); err != nil {
+			return backends.TaskState{}, mapErr(err)
+		}
 	}
-	// LoadContainer just read the container: no second Get for its labels.
+	// Either way the container's record is at hand: no Get for its labels.
 	info, err := cont.Info(ctx, client.WithoutRefreshedMetadata)
 	if err != nil {
 		return backends.TaskState{}, mapErr(err)
@@ -225,7 +235,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskS
 	if labels[labelTTY] == "true" {
 		opts = append(opts, cio.WithTerminal)
 	}
-	p, err := r.d.startTask(ctx, cont, id, cio.NewCreator(opts...), cio_, newAttach(cio_, labels[labelTTY] == "true"))
+	p, err := r.d.startTask(ctx, cont, rootfs, id, cio.NewCreator(opts...), cio_, newAttach(cio_, labels[labelTTY] == "true"))
 	if err != nil {
 		cio_.Close()
 		return backends.TaskState{}, fmt.Errorf("start container: %w", err)
@@ -237,11 +247,10 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskS
 // StopContainer implements backends.Runtime.
 func (r *Runtime) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
 	sig := syscall.SIGTERM
-	if cont, err := r.d.client.LoadContainer(r.d.ctx(ctx), id); err == nil {
-		if labels, err := cont.Labels(r.d.ctx(ctx)); err == nil && labels[labelStopSig] != "" {
-			if s, err := signal.ParseSignal(labels[labelStopSig]); err == nil {
-				sig = s
-			}
+	// One read of the container, its labels with it.
+	if info, err := r.d.client.ContainerService().Get(r.d.ctx(ctx), id); err == nil && info.Labels[labelStopSig] != "" {
+		if s, err := signal.ParseSignal(info.Labels[labelStopSig]); err == nil {
+			sig = s
 		}
 	}
 	return r.stop(ctx, id, sig, timeout)
@@ -263,6 +272,7 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 // deleteContainer deletes a container, its task (unless taskGone says it
 // is known to be gone), its rootfs snapshot, image volumes and fifos.
 func (r *Runtime) deleteContainer(ctx context.Context, id string, taskGone bool) error {
+	r.d.takeMade(id) // made and never started
 	ctx = r.d.ctx(ctx)
 	// A container whose exit this crimux handled was made by it, with its
 	// rootfs snapshot keyed by its ID in the handler's snapshotter: nothing

@@ -100,9 +100,11 @@ type Driver struct {
 	// leases are those container creation holds (leases.go).
 	leases *leasePool
 
-	mu       sync.Mutex // guards runtimes, procs and taskGone
+	mu       sync.Mutex // guards runtimes, procs, taskGone and made
 	runtimes map[string]backends.Runtime
 	procs    map[string]*proc
+	// made holds containers made by this crimux and not started yet (tasks.go).
+	made map[string]*made
 	// taskGone names those whose exit watch handled and whose task it
 	// deleted, until they are removed.
 	taskGone map[string]bool
@@ -134,7 +136,7 @@ func New(o Options) (*Driver, error) {
 		c.Close()
 		return nil, err
 	}
-	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, cgroups: detectCgroups(), lsm: hostLSM{AppArmor: apparmor.HostSupports(), SELinux: detectSELinux()}, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}, taskGone: map[string]bool{}}
+	d := &Driver{client: c, opts: o, log: o.Log, oomFloor: floor, cgroups: detectCgroups(), lsm: hostLSM{AppArmor: apparmor.HostSupports(), SELinux: detectSELinux()}, runtimes: map[string]backends.Runtime{}, procs: map[string]*proc{}, taskGone: map[string]bool{}, made: map[string]*made{}}
 	d.images = &Images{d: d, pulls: map[string]*refLock{}, known: map[digest.Digest]entryInfo{}}
 	d.imageCache = newImageCache()
 	d.leases = &leasePool{d: d}

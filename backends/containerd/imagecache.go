@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/opencontainers/go-digest"
@@ -150,10 +151,12 @@ func (r *Runtime) unpack(ctx context.Context, img client.Image, force bool) erro
 
 // newContainerFromImage creates a containerd container with a rootfs
 // prepared from img (as client.WithNewSnapshot does, without reading the
-// image's content again) and the spec specOpts build; it returns the spec.
-func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, specOpts []oci.SpecOpts, opts ...client.NewContainerOpts) (client.Container, *oci.Spec, error) {
+// image's content again) and the spec specOpts build; it returns the
+// container as made (made) and the spec.
+func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, specOpts []oci.SpecOpts, opts ...client.NewContainerOpts) (*made, *oci.Spec, error) {
 	var spec *oci.Spec
-	all := append([]client.NewContainerOpts{r.withRootfs(id, img, info, snapOpts), withSpecOf(&spec, specOpts)}, opts...)
+	m := &made{}
+	all := append([]client.NewContainerOpts{r.withRootfs(id, img, info, snapOpts, &m.rootfs), withSpecOf(&spec, specOpts)}, opts...)
 	// The lease is made ahead and deleted after this returns (leases.go).
 	lctx, release, err := r.d.leases.with(ctx)
 	if err != nil {
@@ -164,13 +167,21 @@ func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img clie
 	if err != nil {
 		return nil, nil, err
 	}
-	return cont, spec, nil
+	m.cont = cont
+	if m.rootfs != nil && spec.Linux != nil && spec.Linux.MountLabel != "" {
+		// As client's Container.NewTask labels them.
+		for i := range m.rootfs {
+			m.rootfs[i].Options = append(m.rootfs[i].Options, fmt.Sprintf("context=%q", spec.Linux.MountLabel))
+		}
+	}
+	return m, spec, nil
 }
 
 // withRootfs prepares the container's rootfs snapshot on the image's
 // chain. Options that remap IDs (a pod user namespace) take containerd's
 // own path, which checks the snapshotter can.
-func (r *Runtime) withRootfs(id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt) client.NewContainerOpts {
+// The mounts of the rootfs go to *rootfs (left nil on containerd's path).
+func (r *Runtime) withRootfs(id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, rootfs *[]mount.Mount) client.NewContainerOpts {
 	if len(snapOpts) > 0 {
 		return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
 			c.Snapshotter = r.opts.Snapshotter
@@ -179,17 +190,18 @@ func (r *Runtime) withRootfs(id string, img client.Image, info imageInfo, snapOp
 	}
 	return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
 		sn := cl.SnapshotService(r.opts.Snapshotter)
-		_, err := sn.Prepare(ctx, id, info.chainID)
+		mounts, err := sn.Prepare(ctx, id, info.chainID)
 		if isNotFound(err) {
 			// The image's snapshots were collected since it was unpacked.
 			if uerr := r.unpack(ctx, img, true); uerr != nil {
 				return uerr
 			}
-			_, err = sn.Prepare(ctx, id, info.chainID)
+			mounts, err = sn.Prepare(ctx, id, info.chainID)
 		}
 		if err != nil {
 			return err
 		}
+		*rootfs = mounts
 		c.Snapshotter, c.SnapshotKey, c.Image = r.opts.Snapshotter, id, img.Name()
 		return nil
 	}

@@ -59,13 +59,14 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 		return backends.TaskState{}, err
 	}
 	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name, labelInstance: r.d.opts.Instance}
-	cont, _, err := r.newContainerFromImage(ctx, sb.ID, img, info, snapshotOpts(sb), specOpts,
+	m, _, err := r.newContainerFromImage(ctx, sb.ID, img, info, snapshotOpts(sb), specOpts,
 		client.WithRuntime(r.opts.RuntimeType, rtOpts),
 		client.WithContainerLabels(labels),
 	)
 	if err != nil {
 		return backends.TaskState{}, fmt.Errorf("create pause container: %w", mapErr(err))
 	}
+	cont := m.cont
 	defer func() {
 		if retErr != nil {
 			cctx, cancel := r.d.cleanupCtx()
@@ -92,7 +93,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 			return backends.TaskState{}, err
 		}
 	}
-	p, err := r.d.startTask(ctx, cont, sb.ID, cio.NullIO, nil, nil)
+	p, err := r.d.startTask(ctx, cont, m.rootfs, sb.ID, cio.NullIO, nil, nil)
 	if err != nil {
 		return backends.TaskState{}, fmt.Errorf("start pause container with %s: %w", r.opts.RuntimeType, err)
 	}

@@ -14,9 +14,13 @@ import (
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/internal/fault"
 	"github.com/crimux/crimux/internal/metrics"
@@ -63,11 +67,11 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 		ctx, cancel := d.cleanupCtx()
 		// The exit is kept on the container before its task goes, so that
 		// State (recovery after a crash) can still tell it from "never ran".
-		if cont, err := d.client.LoadContainer(ctx, p.id); err == nil {
-			exit := fmt.Sprintf("%d %s", ts.ExitCode, ts.ExitedAt.UTC().Format(time.RFC3339Nano))
-			if _, err := cont.SetLabels(ctx, map[string]string{labelExit: exit}); err != nil && !isNotFound(err) {
-				d.log.Warn("record the exit on the container", "id", p.id, "error", err)
-			}
+		// One update of that label; nothing to read first.
+		exit := fmt.Sprintf("%d %s", ts.ExitCode, ts.ExitedAt.UTC().Format(time.RFC3339Nano))
+		rec := containers.Container{ID: p.id, Labels: map[string]string{labelExit: exit}}
+		if _, err := d.client.ContainerService().Update(ctx, rec, "labels."+labelExit); err != nil && !isNotFound(err) {
+			d.log.Warn("record the exit on the container", "id", p.id, "error", err)
 		}
 		_, derr := p.task.Delete(ctx)
 		if derr != nil && !isNotFound(derr) {
@@ -153,8 +157,8 @@ func (d *Driver) lostTask(id string) backends.TaskState {
 // leaves no task behind.
 // A task created before a crash and never started is taken over (attach
 // re-opens its fifos) and started, so a start retried after a restart works.
-func (d *Driver) startTask(ctx context.Context, cont client.Container, id string, ioc cio.Creator, cio *containerIO, attach cio.Attach) (*proc, error) {
-	task, err := cont.NewTask(ctx, ioc)
+func (d *Driver) startTask(ctx context.Context, cont client.Container, rootfs []mount.Mount, id string, ioc cio.Creator, cio *containerIO, attach cio.Attach) (*proc, error) {
+	task, err := d.newTask(ctx, cont, ioc, rootfs)
 	if errdefs.IsAlreadyExists(err) && attach != nil {
 		if t, terr := cont.Task(ctx, attach); terr == nil {
 			if st, serr := t.Status(ctx); serr == nil && st.Status == client.Created {
@@ -188,6 +192,78 @@ func (d *Driver) startTask(ctx context.Context, cont client.Container, id string
 	p := &proc{id: id, task: task, io: cio, pid: task.Pid(), done: make(chan struct{})}
 	d.watch(p, ch)
 	return p, nil
+}
+
+// made is a container crimux has just made, with what starting its task
+// needs, kept from its creation so that the start needn't read it back.
+type made struct {
+	cont client.Container
+	// rootfs are the mounts its snapshot's Prepare returned; nil when
+	// containerd's own path made the snapshot.
+	rootfs []mount.Mount
+}
+
+// keepMade keeps m for the start of container id.
+func (d *Driver) keepMade(id string, m *made) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.made[id] = m
+}
+
+// takeMade returns (and forgets) what was kept of container id when it
+// was made by this crimux and not started since; nil otherwise.
+func (d *Driver) takeMade(id string) *made {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := d.made[id]
+	delete(d.made, id)
+	return m
+}
+
+// newTask creates cont's task. Given rootfs (the mounts the snapshot's
+// Prepare returned when crimux made the container), it asks containerd's
+// task service directly: client's Container.NewTask first reads the
+// container back three times and the snapshot's mounts once, four round
+// trips for what crimux already has; the task is then loaded (one call)
+// with the IO already made. Without rootfs it is Container.NewTask.
+func (d *Driver) newTask(ctx context.Context, cont client.Container, ioc cio.Creator, rootfs []mount.Mount) (client.Task, error) {
+	if rootfs == nil {
+		return cont.NewTask(ctx, ioc)
+	}
+	i, err := ioc(cont.ID())
+	if err != nil {
+		return nil, err
+	}
+	cfg := i.Config()
+	req := &tasksapi.CreateTaskRequest{ContainerID: cont.ID(), Terminal: cfg.Terminal, Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr}
+	for _, m := range rootfs {
+		req.Rootfs = append(req.Rootfs, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	if _, err := d.client.TaskService().Create(ctx, req); err != nil {
+		i.Cancel()
+		i.Close()
+		return nil, errgrpc.ToNative(err)
+	}
+	attached := false
+	task, err := cont.Task(ctx, func(*cio.FIFOSet) (cio.IO, error) { attached = true; return i, nil })
+	if err == nil && !attached {
+		// Loaded in an unknown state: the task doesn't hold the IO.
+		err = fmt.Errorf("task of %s: created, then found in an unknown state", cont.ID())
+	}
+	if err != nil {
+		cctx, cancel := d.cleanupCtx()
+		defer cancel()
+		kctx, kcancel := context.WithTimeout(cctx, 10*time.Second)
+		_, _ = d.client.TaskService().Kill(kctx, &tasksapi.KillRequest{ContainerID: cont.ID(), Signal: uint32(syscall.SIGKILL), All: true})
+		kcancel()
+		if _, derr := d.client.TaskService().Delete(cctx, &tasksapi.DeleteTaskRequest{ContainerID: cont.ID()}); derr != nil && !isNotFound(errgrpc.ToNative(derr)) {
+			d.log.Warn("roll back task", "id", cont.ID(), "error", derr)
+		}
+		i.Cancel()
+		i.Close()
+		return nil, err
+	}
+	return task, nil
 }
 
 // stop signals the task of id and waits for its exit, killing it after timeout.
