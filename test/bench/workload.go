@@ -343,22 +343,24 @@ func (b *bench) depopulate(t *target, pods []pod) error {
 	return firstErr
 }
 
+// listOp is one call of the list phase; costly ones (the stats lists,
+// seconds with hundreds of pods) are sampled less.
+type listOp struct {
+	op     string
+	costly bool
+	f      func(ctx context.Context) error
+}
+
 // listOps are the calls the list phase times at each level.
-func listOps(t *target, pods []pod, i int) []struct {
-	op string
-	f  func(ctx context.Context) error
-} {
+func listOps(t *target, pods []pod, i int) []listOp {
 	p := pods[i%len(pods)]
-	return []struct {
-		op string
-		f  func(ctx context.Context) error
-	}{
-		{"ListPodSandbox", func(ctx context.Context) error { _, err := t.rt.ListPodSandbox(ctx, nil); return err }},
-		{"ListContainers", func(ctx context.Context) error { _, err := t.rt.ListContainers(ctx, nil); return err }},
-		{"ListContainerStats", func(ctx context.Context) error { _, err := t.rt.ListContainerStats(ctx, nil); return err }},
-		{"ListPodSandboxStats", func(ctx context.Context) error { _, err := t.rt.ListPodSandboxStats(ctx, nil); return err }},
-		{"PodSandboxStatus", func(ctx context.Context) error { _, err := t.rt.PodSandboxStatus(ctx, p.id, false); return err }},
-		{"ContainerStatus", func(ctx context.Context) error { _, err := t.rt.ContainerStatus(ctx, p.ctr, false); return err }},
+	return []listOp{
+		{"ListPodSandbox", false, func(ctx context.Context) error { _, err := t.rt.ListPodSandbox(ctx, nil); return err }},
+		{"ListContainers", false, func(ctx context.Context) error { _, err := t.rt.ListContainers(ctx, nil); return err }},
+		{"ListContainerStats", true, func(ctx context.Context) error { _, err := t.rt.ListContainerStats(ctx, nil); return err }},
+		{"ListPodSandboxStats", true, func(ctx context.Context) error { _, err := t.rt.ListPodSandboxStats(ctx, nil); return err }},
+		{"PodSandboxStatus", false, func(ctx context.Context) error { _, err := t.rt.PodSandboxStatus(ctx, p.id, false); return err }},
+		{"ContainerStatus", false, func(ctx context.Context) error { _, err := t.rt.ContainerStatus(ctx, p.ctr, false); return err }},
 	}
 }
 
