@@ -298,6 +298,9 @@ func (r *Router) Interceptor(ctx context.Context, req any, info *grpc.UnaryServe
 	// Before the call: a removed pod has no handler after it.
 	rtHandler := r.requestHandler(req)
 	resp, err := handler(ctx, req)
+	if err == nil {
+		resp = r.encodedLists(resp)
+	}
 	err = toStatus(err)
 	method := shortMethod(info.FullMethod)
 	metrics.CRIRequests.WithLabelValues(method, rtHandler, status.Code(err).String()).Inc()
