@@ -36,6 +36,17 @@ func (r *Router) runningContainer(id string) (*sandbox.Container, backends.Runti
 	return c, rt, nil
 }
 
+// containersByPod lists every pod's containers, by pod ID: for the calls
+// about every pod, which would otherwise go through all containers for
+// each pod.
+func (r *Router) containersByPod() map[string][]*sandbox.Container {
+	out := map[string][]*sandbox.Container{}
+	for _, c := range r.containers.List() {
+		out[c.SandboxID] = append(out[c.SandboxID], c)
+	}
+	return out
+}
+
 // containersOf lists a pod's containers.
 func (r *Router) containersOf(sandboxID string) []*sandbox.Container {
 	var out []*sandbox.Container

@@ -13,11 +13,12 @@ import (
 // ListPodSandboxMetrics reports the metrics of every ready pod's running containers.
 func (r *Router) ListPodSandboxMetrics(ctx context.Context, req *runtime.ListPodSandboxMetricsRequest) (*runtime.ListPodSandboxMetricsResponse, error) {
 	out := &runtime.ListPodSandboxMetricsResponse{}
+	ctrs := r.containersByPod()
 	for _, sb := range r.sandboxes.List() {
 		if sb.Status().State != runtime.PodSandboxState_SANDBOX_READY {
 			continue
 		}
-		pm, err := r.podMetrics(ctx, sb)
+		pm, err := r.podMetrics(ctx, sb, ctrs[sb.ID])
 		if err != nil {
 			r.log.Debug("pod metrics", "id", sb.ID, "error", err)
 			continue
@@ -29,7 +30,7 @@ func (r *Router) ListPodSandboxMetrics(ctx context.Context, req *runtime.ListPod
 
 // podMetrics are the metrics of a pod's running containers; a pod whose
 // runtime can't measure usage reports zeros for it.
-func (r *Router) podMetrics(ctx context.Context, sb *sandbox.Sandbox) (*runtime.PodSandboxMetrics, error) {
+func (r *Router) podMetrics(ctx context.Context, sb *sandbox.Sandbox, ctrs []*sandbox.Container) (*runtime.PodSandboxMetrics, error) {
 	now := time.Now()
 	pm := &runtime.PodSandboxMetrics{PodSandboxId: sb.ID}
 	var ifs []ifaceCounters
@@ -41,7 +42,7 @@ func (r *Router) podMetrics(ctx context.Context, sb *sandbox.Sandbox) (*runtime.
 	}
 	rt := r.runtimeOf(sb)
 	src, _ := rt.(backends.Metrics)
-	for _, c := range r.containersOf(sb.ID) {
+	for _, c := range ctrs {
 		st := c.Status()
 		if st.State != runtime.ContainerState_CONTAINER_RUNNING {
 			continue

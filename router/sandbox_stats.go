@@ -13,7 +13,7 @@ func (r *Router) PodSandboxStats(ctx context.Context, req *runtime.PodSandboxSta
 	if err != nil {
 		return nil, err
 	}
-	st, err := r.podStats(ctx, sb)
+	st, err := r.podStats(ctx, sb, r.containersOf(sb.ID))
 	if err != nil {
 		return nil, err
 	}

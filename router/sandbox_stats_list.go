@@ -23,8 +23,9 @@ func (r *Router) ListPodSandboxStats(ctx context.Context, req *runtime.ListPodSa
 		sel = append(sel, sb)
 	}
 	out := &runtime.ListPodSandboxStatsResponse{}
+	ctrs := r.containersByPod()
 	out.Stats = gatherStats(sel, func(sb *sandbox.Sandbox) *runtime.PodSandboxStats {
-		st, err := r.podStats(ctx, sb)
+		st, err := r.podStats(ctx, sb, ctrs[sb.ID])
 		if err != nil {
 			r.log.Debug("pod stats", "id", sb.ID, "error", err)
 		}

@@ -69,7 +69,7 @@ func (r *Router) stats(ctx context.Context, c *sandbox.Container) (*runtime.Cont
 
 // podStats adds up the CPU and memory of a pod's running containers and
 // reads the traffic of its netns, which exists only while the pod is ready.
-func (r *Router) podStats(ctx context.Context, sb *sandbox.Sandbox) (*runtime.PodSandboxStats, error) {
+func (r *Router) podStats(ctx context.Context, sb *sandbox.Sandbox, ctrs []*sandbox.Container) (*runtime.PodSandboxStats, error) {
 	if ps, ok := r.runtimeOf(sb).(backends.PodStatser); ok {
 		st, err := ps.PodStats(ctx, sb.ID)
 		if err == nil {
@@ -82,7 +82,7 @@ func (r *Router) podStats(ctx context.Context, sb *sandbox.Sandbox) (*runtime.Po
 	now := time.Now().UnixNano()
 	var cpu, ws, usage, rss uint64
 	lin := &runtime.LinuxPodSandboxStats{}
-	for _, c := range r.containersOf(sb.ID) {
+	for _, c := range ctrs {
 		if c.Status().State != runtime.ContainerState_CONTAINER_RUNNING {
 			continue
 		}
