@@ -164,6 +164,20 @@ func logLines(t *testing.T, path string) [][3]string {
 }
 
 // ctrdClient talks to the harness's containerd in crimux's namespace.
+// ctrdTask is container id's task, straight from containerd.
+func ctrdTask(t *testing.T, c *client.Client, id string) client.Task {
+	t.Helper()
+	cont, err := c.LoadContainer(ctx(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := cont.Task(ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
 func ctrdClient(t *testing.T) *client.Client {
 	t.Helper()
 	c, err := client.New(env.CtrdSock, client.WithDefaultNamespace("crimux-test"))

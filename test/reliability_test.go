@@ -279,15 +279,7 @@ func TestVanishedTask(t *testing.T) {
 	cid := startContainer(t, id, pod, ctrConfig("c", "sleep", "3600"))
 	env.StopCrimux()
 	c := ctrdClient(t)
-	cont, err := c.LoadContainer(ctx(t), cid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := cont.Task(ctx(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := task.Delete(ctx(t), client.WithProcessKill); err != nil {
+	if _, err := ctrdTask(t, c, cid).Delete(ctx(t), client.WithProcessKill); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.StartCrimux(); err != nil {

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	cgv1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	cgv2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/containerd/typeurl/v2"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -183,5 +186,52 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	}
 	if _, err := env.Runtime.UpdatePodSandboxResources(ctx(t), &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: podID}); err == nil {
 		t.Error("an empty resize was accepted")
+	}
+}
+
+// A container's CPU and memory in ContainerStats are the counters its
+// shim reports (crimux reads a runc container's from its cgroup itself):
+// the CPU time lies between two readings through the shim around it, and
+// the memory of a container that only spins is the shim's.
+func TestContainerStatsAreTheShims(t *testing.T) {
+	needEnv(t)
+	pullBusybox(t)
+	pod := podConfig(t, "cstats")
+	podID := runPod(t, pod)
+	cid := startContainer(t, podID, pod, ctrConfig("spin", "sh", "-c", "while :; do :; done"))
+	c := ctrdClient(t)
+	shim := func() (cpu, mem uint64) {
+		t.Helper()
+		m, err := ctrdTask(t, c, cid).Metrics(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := typeurl.UnmarshalAny(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch s := data.(type) {
+		case *cgv1.Metrics:
+			return s.GetCPU().GetUsage().GetTotal(), s.GetMemory().GetUsage().GetUsage()
+		case *cgv2.Metrics:
+			return s.GetCPU().GetUsageUsec() * 1000, s.GetMemory().GetUsage()
+		}
+		t.Fatalf("metrics of type %T", data)
+		return 0, 0
+	}
+	for range 3 {
+		cpuBefore, memBefore := shim()
+		st, err := env.Runtime.ContainerStats(ctx(t), cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cpuAfter, memAfter := shim()
+		cpu, mem := st.GetCpu().GetUsageCoreNanoSeconds().GetValue(), st.GetMemory().GetUsageBytes().GetValue()
+		if cpu < cpuBefore || cpu > cpuAfter {
+			t.Errorf("CPU %d ns, the shim's around it %d and %d", cpu, cpuBefore, cpuAfter)
+		}
+		if mem < min(memBefore, memAfter) || mem > max(memBefore, memAfter) {
+			t.Errorf("memory %d bytes, the shim's around it %d and %d", mem, memBefore, memAfter)
+		}
 	}
 }

@@ -30,6 +30,10 @@ type handlerKind interface {
 	// sandbox's task is created (a netstack or a VM copies its interfaces),
 	// so that must wait for CNI; runc only joins the netns.
 	readsNetworkAtCreate() bool
+	// cgroupPerContainer: each container's processes run in a cgroup of
+	// their own on the node (runc), whose counters crimux can read itself;
+	// a gVisor container's are the sandbox's, known only to its shim.
+	cgroupPerContainer() bool
 }
 
 // containerWatcher is a kind that follows running containers (gVisor's
@@ -107,6 +111,7 @@ func (k *runcKind) checkSandbox(backends.Sandbox) error     { return nil }
 func (k *runcKind) checkContainer(backends.Container) error { return nil }
 func (k *runcKind) policy() specPolicy                      { return specPolicy{} }
 func (k *runcKind) readsNetworkAtCreate() bool              { return false }
+func (k *runcKind) cgroupPerContainer() bool                { return true }
 
 // shimKind is a handler of any other containerd shim: crimux passes it no
 // options of its own and claims no features for it.
@@ -124,3 +129,6 @@ func (shimKind) policy() specPolicy                      { return specPolicy{} }
 
 // readsNetworkAtCreate: an unknown shim may (VM runtimes do).
 func (shimKind) readsNetworkAtCreate() bool { return true }
+
+// cgroupPerContainer: an unknown shim's processes may be a VM's.
+func (shimKind) cgroupPerContainer() bool { return false }

@@ -76,6 +76,7 @@ func (k *runscKind) features(probedFeatures) *runtime.RuntimeHandlerFeatures {
 // readsNetworkAtCreate: runsc copies the netns's addresses and routes into
 // its netstack when it creates the sandbox.
 func (k *runscKind) readsNetworkAtCreate() bool { return true }
+func (k *runscKind) cgroupPerContainer() bool   { return false }
 
 func (k *runscKind) policy() specPolicy {
 	return specPolicy{rroNative: true, podLimitsOnSandbox: true, memoryEmptyDirs: true}

@@ -3,11 +3,7 @@ package containerd
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -85,7 +81,7 @@ func (g *runscKind) watchMemory(p *proc, mg *memGuard, interval time.Duration) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(g.d.ctx(context.Background()), interval+5*time.Second)
-		u, err := cgroupUsage(ctx, p)
+		u, err := shimCgroupUsage(ctx, p)
 		if err == nil {
 			metrics.GvisorMemorySamples.WithLabelValues(g.name, "runsc").Inc()
 		}
@@ -111,32 +107,17 @@ func (g *runscKind) watchMemory(p *proc, mg *memGuard, interval time.Duration) {
 // (for a gVisor container, its sandbox's): memory.usage_in_bytes of the
 // cgroup v1 memory controller, or memory.current on a unified hierarchy.
 func hostCgroupMemory(pid uint32) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	dirs, err := cgroupDirs(pid)
 	if err != nil {
 		return 0, err
 	}
-	var file string
-	for _, line := range strings.Split(string(b), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if slices.Contains(strings.Split(parts[1], ","), "memory") {
-			file = filepath.Join("/sys/fs/cgroup/memory", parts[2], "memory.usage_in_bytes")
-			break
-		}
-		if parts[0] == "0" && parts[1] == "" {
-			file = filepath.Join("/sys/fs/cgroup", parts[2], "memory.current")
-		}
+	if d := dirs["memory"]; d != "" {
+		return readUint(filepath.Join(d, "memory.usage_in_bytes"))
 	}
-	if file == "" {
-		return 0, fmt.Errorf("no memory cgroup for pid %d", pid)
+	if d := dirs[""]; d != "" {
+		return readUint(filepath.Join(d, "memory.current"))
 	}
-	b, err = os.ReadFile(file)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return 0, fmt.Errorf("no memory cgroup for pid %d", pid)
 }
 
 // memoryLimit is the memory limit in a container's stored spec (0 = none).

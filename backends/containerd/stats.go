@@ -41,7 +41,7 @@ func (r *Runtime) Stats(ctx context.Context, id string) (*runtime.ContainerStats
 	if p == nil {
 		return out, nil // not running: zero usage
 	}
-	u, err := cgroupUsage(r.d.ctx(ctx), p)
+	u, err := r.cgroupUsage(r.d.ctx(ctx), p)
 	if err != nil {
 		return nil, err
 	}

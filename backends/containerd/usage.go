@@ -26,7 +26,7 @@ func (r *Runtime) Usage(ctx context.Context, id string) (backends.Usage, error) 
 		return backends.Usage{}, nil
 	}
 	ctx = r.d.ctx(ctx)
-	u, err := cgroupUsage(ctx, p)
+	u, err := r.cgroupUsage(ctx, p)
 	if err != nil {
 		return u, err
 	}
@@ -51,9 +51,24 @@ func (r *Runtime) Usage(ctx context.Context, id string) (backends.Usage, error) 
 	return u, nil
 }
 
-// cgroupUsage reads the task's cgroup counters from the shim (v1 or v2).
-// Stats and Usage both build on it.
-func cgroupUsage(ctx context.Context, p *proc) (backends.Usage, error) {
+// cgroupUsage reads the task's cgroup counters (v1 or v2). Stats and Usage
+// both build on it. A container with a cgroup of its own (runc) has them
+// read from its cgroup's files (cgroupstats.go); others (gVisor: its
+// sandbox knows) from the shim, as is a runc container whose cgroup files
+// can't be read.
+func (r *Runtime) cgroupUsage(ctx context.Context, p *proc) (backends.Usage, error) {
+	if r.kind.cgroupPerContainer() {
+		u, err := readCgroupUsage(p.pid, r.d.cgroups.Unified)
+		if err == nil {
+			return u, nil
+		}
+		r.d.log.Debug("read the container's cgroup; asking its shim", "id", p.id, "error", err)
+	}
+	return shimCgroupUsage(ctx, p)
+}
+
+// shimCgroupUsage reads the task's cgroup counters from its shim.
+func shimCgroupUsage(ctx context.Context, p *proc) (backends.Usage, error) {
 	var u backends.Usage
 	m, err := p.task.Metrics(ctx)
 	if err != nil {
