@@ -3,12 +3,8 @@ package router
 import (
 	"context"
 	"fmt"
-	"net"
-	"path/filepath"
 	"testing"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -69,22 +65,7 @@ func BenchmarkListWith500PodsOverGRPC(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	sock := filepath.Join(b.TempDir(), "crimux.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(f.r.Interceptor))
-	runtime.RegisterRuntimeServiceServer(srv, f.r)
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	c := runtime.NewRuntimeServiceClient(conn)
+	c := serveGRPC(b, f)
 	b.Run("ListPodSandbox", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := c.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err != nil {

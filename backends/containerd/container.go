@@ -13,7 +13,6 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/internal/fault"
@@ -231,11 +230,8 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskS
 	if err != nil {
 		return backends.TaskState{}, err
 	}
-	opts := []cio.Opt{cio.WithFIFODir(filepath.Join(r.d.opts.StateDir, "io", id)), cio.WithStreams(cio_.stdinReader(), cio_.stdout, cio_.stderr)}
-	if labels[labelTTY] == "true" {
-		opts = append(opts, cio.WithTerminal)
-	}
-	p, err := r.d.startTask(ctx, cont, rootfs, id, cio.NewCreator(opts...), cio_, newAttach(cio_, labels[labelTTY] == "true"))
+	streams := cio_.streams(labels[labelTTY] == "true")
+	p, err := r.d.startTask(ctx, cont, rootfs, id, streams.creator(filepath.Join(r.d.opts.StateDir, "io", id)), cio_, streams.attach())
 	if err != nil {
 		cio_.Close()
 		return backends.TaskState{}, fmt.Errorf("start container: %w", err)

@@ -341,7 +341,7 @@ func (r *Runtime) adopt(ctx context.Context, id string) (*proc, error) {
 		if err != nil {
 			return nil, err
 		}
-		attach = newAttach(cio, labels[labelTTY] == "true")
+		attach = cio.streams(labels[labelTTY] == "true").attach()
 	}
 	task, err := cont.Task(ctx, attach)
 	if err != nil && attach != nil {
@@ -432,12 +432,9 @@ func (d *Driver) deleteTask(ctx context.Context, task client.Task) error {
 
 type cioAttach = cio.Attach
 
-func newAttach(c *containerIO, tty bool) cio.Attach {
-	opts := []cio.Opt{cio.WithStreams(c.stdinReader(), c.stdout, c.stderr)}
-	if tty {
-		opts = append(opts, cio.WithTerminal)
-	}
-	return cio.NewAttach(opts...)
+// streams connects a task's fifos to c.
+func (c *containerIO) streams(tty bool) fifoStreams {
+	return fifoStreams{stdin: c.stdinReader(), stdout: c.stdout, stderr: c.stderr, terminal: tty}
 }
 
 func randomID() string {
