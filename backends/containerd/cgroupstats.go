@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,11 +15,15 @@ import (
 
 // A runc container's processes run in a cgroup of their own on the node,
 // whose counters are files. Its stats are read from them here, as runc's
-// shim reads them (the cgroup found from the process's /proc/<pid>/cgroup;
-// v2 on a node that runs cgroup v2 only, v1 otherwise, hybrid included;
-// the same counters, converted the same way), instead of asking containerd
-// to ask the shim: with hundreds of pods, a stats list otherwise waits on
-// containerd and each shim in turn.
+// shim reads them, instead of asking containerd to ask the shim: with
+// hundreds of pods, a stats list otherwise waits on containerd and each
+// shim in turn. As the shim does, crimux finds the cgroup from the task's
+// process when the task is created (/proc/<pid>/cgroup, before the
+// container's own process runs: it may move itself into a child cgroup
+// later, as systemd does) and keeps it, so that a pid reused after the exit
+// is never read; v2 on a node that runs cgroup v2 only, v1 otherwise
+// (hybrid included); the same counters, converted the same way. A task
+// crimux adopted after a restart has no cgroup kept and asks its shim.
 
 // The keys read from the stat files, in the order their values are taken.
 var (
@@ -38,16 +43,22 @@ const cgroupRoot = "/sys/fs/cgroup"
 const userHZ = 100
 
 // cgroupDirs are the dirs of pid's cgroups, by v1 controller, and "" for
-// its cgroup v2 (a hybrid node has both).
+// its cgroup v2 (a hybrid node has both). A cgroup outside crimux's own
+// cgroup namespace (its path climbs with "..") is left out.
 func cgroupDirs(pid uint32) (map[string]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return nil, err
 	}
+	return parseCgroupFile(b), nil
+}
+
+// parseCgroupFile is cgroupDirs from a /proc/<pid>/cgroup file.
+func parseCgroupFile(b []byte) map[string]string {
 	paths := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 || !filepath.IsAbs(parts[2]) {
+		if len(parts) != 3 || !filepath.IsAbs(parts[2]) || slices.Contains(strings.Split(parts[2], "/"), "..") {
 			continue
 		}
 		if parts[1] == "" {
@@ -58,18 +69,15 @@ func cgroupDirs(pid uint32) (map[string]string, error) {
 			paths[c] = filepath.Join(cgroupRoot, parts[1], parts[2])
 		}
 	}
-	return paths, nil
+	return paths
 }
 
-// readCgroupUsage reads the counters of pid's cgroup.
-func readCgroupUsage(pid uint32, unified bool) (backends.Usage, error) {
-	paths, err := cgroupDirs(pid)
-	if err != nil {
-		return backends.Usage{}, err
-	}
+// readCgroupUsage reads the counters of the cgroup whose dirs are paths
+// (cgroupDirs).
+func readCgroupUsage(paths map[string]string, unified bool) (backends.Usage, error) {
 	if unified {
 		if paths[""] == "" {
-			return backends.Usage{}, fmt.Errorf("pid %d: no cgroup v2 path", pid)
+			return backends.Usage{}, errors.New("no cgroup v2 dir")
 		}
 		return readCgroupV2(paths[""])
 	}

@@ -72,3 +72,24 @@ func TestReadCgroupUsage(t *testing.T) {
 		t.Errorf("v2:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// A process's cgroup dirs, by v1 controller (a joined hierarchy under its
+// joined name) and "" for v2; a path from outside crimux's cgroup
+// namespace is left out.
+func TestParseCgroupFile(t *testing.T) {
+	got := parseCgroupFile([]byte("12:name=systemd:/kubepods/pod1/c1\n4:cpu,cpuacct:/kubepods/pod1/c1\n3:memory:/../../escaped\n0::/kubepods/pod1/c1\n"))
+	want := map[string]string{
+		"name=systemd": "/sys/fs/cgroup/name=systemd/kubepods/pod1/c1",
+		"cpu":          "/sys/fs/cgroup/cpu,cpuacct/kubepods/pod1/c1",
+		"cpuacct":      "/sys/fs/cgroup/cpu,cpuacct/kubepods/pod1/c1",
+		"":             "/sys/fs/cgroup/kubepods/pod1/c1",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%q: got %q, want %q", k, got[k], v)
+		}
+	}
+}

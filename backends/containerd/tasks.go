@@ -38,6 +38,9 @@ type proc struct {
 	pid  uint32
 	// done is closed once the exit was handled.
 	done chan struct{}
+	// cgroups are the dirs of the task's cgroup as it was created
+	// (cgroupstats.go); nil for a task crimux adopted.
+	cgroups map[string]string
 }
 
 func (d *Driver) proc(id string) *proc {
@@ -185,11 +188,14 @@ func (d *Driver) startTask(ctx context.Context, cont client.Container, rootfs []
 	if err != nil {
 		return nil, mapErr(err)
 	}
+	// The task's process is in the container's cgroup until the container
+	// runs (cgroupstats.go).
+	cgroups, _ := cgroupDirs(task.Pid())
 	if err := task.Start(ctx); err != nil {
 		return nil, mapErr(err)
 	}
 	ok = true
-	p := &proc{id: id, task: task, io: cio, pid: task.Pid(), done: make(chan struct{})}
+	p := &proc{id: id, task: task, io: cio, pid: task.Pid(), done: make(chan struct{}), cgroups: cgroups}
 	d.watch(p, ch)
 	return p, nil
 }

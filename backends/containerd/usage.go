@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,8 +58,8 @@ func (r *Runtime) Usage(ctx context.Context, id string) (backends.Usage, error) 
 // sandbox knows) from the shim, as is a runc container whose cgroup files
 // can't be read.
 func (r *Runtime) cgroupUsage(ctx context.Context, p *proc) (backends.Usage, error) {
-	if r.kind.cgroupPerContainer() {
-		u, err := readCgroupUsage(p.pid, r.d.cgroups.Unified)
+	if r.kind.cgroupPerContainer() && p.cgroups != nil {
+		u, err := readCgroupUsage(p.cgroups, r.d.cgroups.Unified)
 		if err == nil {
 			return u, nil
 		}
@@ -125,6 +126,9 @@ func shimCgroupUsage(ctx context.Context, p *proc) (backends.Usage, error) {
 		}
 		if ps := s.Pids; ps != nil {
 			u.Processes, u.ThreadsMax = ps.Current, ps.Limit
+			if ps.Limit == math.MaxUint64 { // "max": no limit, 0 as on v1
+				u.ThreadsMax = 0
+			}
 		}
 	}
 	return u, nil
