@@ -65,21 +65,24 @@ type Sandbox struct {
 	saveMu  sync.Mutex // guards removed; held while the record is written or deleted
 	removed bool       // the record is deleted: it is never written again
 
-	// encoded is what the router keeps of the sandbox as a list item.
-	encoded atomic.Pointer[[]byte]
+	// EncodedItem is what the router keeps of the sandbox as a list item.
+	EncodedItem
 }
 
+// EncodedItem keeps, with a record and for as long as it lives, the router's
+// encoding of the parts of its list item that never change.
+type EncodedItem struct{ p atomic.Pointer[[]byte] }
+
 // Encoded returns what SetEncoded kept, or nil.
-func (s *Sandbox) Encoded() []byte {
-	if p := s.encoded.Load(); p != nil {
+func (e *EncodedItem) Encoded() []byte {
+	if p := e.p.Load(); p != nil {
 		return *p
 	}
 	return nil
 }
 
-// SetEncoded keeps b with the sandbox, for as long as it lives: the
-// router's encoding of the parts of its list item that never change.
-func (s *Sandbox) SetEncoded(b []byte) { s.encoded.Store(&b) }
+// SetEncoded keeps b.
+func (e *EncodedItem) SetEncoded(b []byte) { e.p.Store(&b) }
 
 // NewSandbox returns a sandbox with the given metadata and status.
 func NewSandbox(md Metadata, st Status) *Sandbox {
@@ -171,21 +174,9 @@ type Container struct {
 	saveMu  sync.Mutex // guards removed; held while the record is written or deleted
 	removed bool       // the record is deleted: it is never written again
 
-	// encoded is what the router keeps of the container as a list item.
-	encoded atomic.Pointer[[]byte]
+	// EncodedItem is what the router keeps of the container as a list item.
+	EncodedItem
 }
-
-// Encoded returns what SetEncoded kept, or nil.
-func (c *Container) Encoded() []byte {
-	if p := c.encoded.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// SetEncoded keeps b with the container, for as long as it lives: the
-// router's encoding of the parts of its list item that never change.
-func (c *Container) SetEncoded(b []byte) { c.encoded.Store(&b) }
 
 // NewContainer returns a container with the given metadata and status.
 func NewContainer(md ContainerMetadata, st ContainerStatus) *Container {
