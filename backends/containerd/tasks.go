@@ -259,10 +259,7 @@ func (d *Driver) newTask(ctx context.Context, cont client.Container, ioc cio.Cre
 	if err != nil {
 		cctx, cancel := d.cleanupCtx()
 		defer cancel()
-		kctx, kcancel := context.WithTimeout(cctx, 10*time.Second)
-		_, _ = d.client.TaskService().Kill(kctx, &tasksapi.KillRequest{ContainerID: cont.ID(), Signal: uint32(syscall.SIGKILL), All: true})
-		kcancel()
-		if _, derr := d.client.TaskService().Delete(cctx, &tasksapi.DeleteTaskRequest{ContainerID: cont.ID()}); derr != nil && !isNotFound(errgrpc.ToNative(derr)) {
+		if derr := d.deleteCreatedTask(cctx, cont.ID()); derr != nil && !isNotFound(errgrpc.ToNative(derr)) {
 			d.log.Warn("roll back task", "id", cont.ID(), "error", derr)
 		}
 		i.Cancel()
@@ -429,10 +426,16 @@ func (d *Driver) deleteTask(ctx context.Context, task client.Task) error {
 		_, err := task.Delete(ctx, client.WithProcessKill)
 		return err
 	}
+	return d.deleteCreatedTask(ctx, task.ID())
+}
+
+// deleteCreatedTask kills (containerd needs it) and deletes the task of
+// container id, created and never started.
+func (d *Driver) deleteCreatedTask(ctx context.Context, id string) error {
 	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, _ = d.client.TaskService().Kill(kctx, &tasksapi.KillRequest{ContainerID: task.ID(), Signal: uint32(syscall.SIGKILL), All: true})
+	_, _ = d.client.TaskService().Kill(kctx, &tasksapi.KillRequest{ContainerID: id, Signal: uint32(syscall.SIGKILL), All: true})
 	cancel()
-	_, err = d.client.TaskService().Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: task.ID()})
+	_, err := d.client.TaskService().Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: id})
 	return err
 }
 
