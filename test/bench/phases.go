@@ -150,8 +150,7 @@ type usage struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
-// readUsage reads /proc/<pid>/status (VmRSS) and /proc/<pid>/stat (utime,
-// stime, in clock ticks of 1/100 s on Linux).
+// readUsage reads /proc/<pid>/status (VmRSS) and /proc/<pid>/stat (CPU).
 func readUsage(pid int) (usage, error) {
 	var u usage
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -168,16 +167,32 @@ func readUsage(pid int) (usage, error) {
 	if err != nil {
 		return u, err
 	}
-	// Fields after the command name, which is in parentheses.
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return u, fmt.Errorf("/proc/%d/stat: short", pid)
+	if u.CPUSeconds, err = cpuSeconds(string(stat)); err != nil {
+		return u, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	stt, _ := strconv.ParseFloat(f[12], 64)
-	u.CPUSeconds = (ut + stt) / 100
 	return u, nil
+}
+
+// cpuSeconds is a process's CPU time from its /proc/<pid>/stat line: user
+// and system time, its own (utime, stime) and that of the children it
+// waited for (cutime, cstime: the CNI plugins a runtime runs, the shim
+// start commands), in clock ticks of 1/100 s on Linux.
+func cpuSeconds(stat string) (float64, error) {
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces and parentheses itself.
+	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+	if len(f) < 15 {
+		return 0, fmt.Errorf("short stat line")
+	}
+	var ticks float64
+	for _, i := range []int{11, 12, 13, 14} {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			return 0, fmt.Errorf("field %d: %w", i+3, err)
+		}
+		ticks += v
+	}
+	return ticks / 100, nil
 }
 
 var benchStart = time.Now()

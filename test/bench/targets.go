@@ -60,7 +60,7 @@ func checkTargets(r *results) []targetCheck {
 		}
 		for _, p := range r.Resources {
 			if p.Handler == h && p.Pods == 100 {
-				rss := p.Procs["crimux"].RSSMiB
+				rss := p.Procs[procCrimux].RSSMiB
 				add(h+": crimux RSS under 60 MiB with 100 pods", rss < 60, "%.1f MiB", rss)
 			}
 		}

@@ -47,13 +47,20 @@ const (
 	benchLabel   = "crimux.bench"
 )
 
+// The processes whose memory and CPU are measured, as results.json names them.
+const (
+	procCrimux           = "crimux"
+	procCrimuxContainerd = "containerd (crimux's)"
+	procContainerdCRI    = "containerd (with CRI)"
+)
+
 func newBench(env *harness.Env, cc *harness.ContainerdCRI, p plan) *bench {
 	return &bench{
 		env:  env,
 		plan: p,
 		targets: []*target{
-			{name: rtContainerd, rt: cc.Runtime, img: cc.Image, pids: map[string]int{"containerd (with CRI)": cc.PID()}},
-			{name: rtCrimux, rt: env.Runtime, img: env.Image, pids: map[string]int{"crimux": env.CrimuxPID(), "containerd (crimux's)": env.ContainerdPID()}},
+			{name: rtContainerd, rt: cc.Runtime, img: cc.Image, pids: map[string]int{procContainerdCRI: cc.PID()}},
+			{name: rtCrimux, rt: env.Runtime, img: env.Image, pids: map[string]int{procCrimux: env.CrimuxPID(), procCrimuxContainerd: env.ContainerdPID()}},
 		},
 		samples: map[string]map[string][]time.Duration{},
 	}
