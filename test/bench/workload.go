@@ -298,7 +298,7 @@ func (b *bench) parallelRound(t *target, handler string, n int) error {
 	return nil
 }
 
-// populate starts pods until t runs want of them, four at a time.
+// populate starts pods until t runs want of them, six at a time.
 func (b *bench) populate(t *target, handler string, have []pod, want int) ([]pod, error) {
 	var mu sync.Mutex
 	var firstErr error
