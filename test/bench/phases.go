@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/crimux/crimux/test/harness"
 )
 
 // measureHandler runs every phase for one handler: warm-up, serial pod
@@ -178,9 +180,7 @@ func readUsage(pid int) (usage, error) {
 // waited for (cutime, cstime: the CNI plugins a runtime runs, the shim
 // start commands), in clock ticks of 1/100 s on Linux.
 func cpuSeconds(stat string) (float64, error) {
-	// The fields after the command name, which is in parentheses and may
-	// hold spaces and parentheses itself.
-	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+	f := harness.StatFields(stat)
 	if len(f) < 15 {
 		return 0, fmt.Errorf("short stat line")
 	}

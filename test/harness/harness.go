@@ -582,12 +582,18 @@ func procStart(pid int) string {
 	if err != nil {
 		return ""
 	}
-	// The command name (field 2) may hold spaces: count from its ')'.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	f := StatFields(string(b))
 	if len(f) < 20 {
 		return ""
 	}
 	return f[19]
+}
+
+// StatFields are the fields of a /proc/<pid>/stat line after the command
+// name (the state, field 3, first): the name, in parentheses, may hold
+// spaces and parentheses itself, so they are counted from its last ')'.
+func StatFields(stat string) []string {
+	return strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
 }
 
 // isLiveOwner reports whether an owner.pid's process still runs: a test
