@@ -202,7 +202,7 @@ func (c *ContainerdCRI) Signal(sig syscall.Signal) error {
 	if c.cmd == nil || c.cmd.Process == nil {
 		return fmt.Errorf("containerd CRI is not running")
 	}
-	return c.cmd.Process.Signal(sig)
+	return signalProcess(c.cmd.Process, sig)
 }
 
 // Stop stops the daemon; its pods are left to the run's cleanup.

@@ -75,7 +75,43 @@ func (e *Env) SignalContainerd(sig syscall.Signal) error {
 	if e.ctrd == nil || e.ctrd.Process == nil {
 		return errors.New("containerd is not running")
 	}
-	return e.ctrd.Process.Signal(sig)
+	return signalProcess(e.ctrd.Process, sig)
+}
+
+// signalProcess sends sig to p; a SIGSTOP returns once each of p's threads
+// is stopped: kill returns as soon as the signal is queued, and a thread
+// busy on the other core stops a moment later, while a test may already be
+// asking the process to answer.
+func signalProcess(p *os.Process, sig syscall.Signal) error {
+	if err := p.Signal(sig); err != nil || sig != syscall.SIGSTOP {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !allThreadsStopped(p.Pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pid %d not stopped 10s after SIGSTOP", p.Pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// allThreadsStopped: every thread of pid is in state T (stopped).
+func allThreadsStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			return false
+		}
+		if f := StatFields(string(b)); len(f) == 0 || f[0] != "T" {
+			return false
+		}
+	}
+	return true
 }
 
 // RaceReports returns the race detector's reports in crimux's log.

@@ -3,6 +3,7 @@ package harness
 import (
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -28,5 +29,26 @@ func TestOwnerLiveness(t *testing.T) {
 	_ = cmd.Wait()
 	if isLiveOwner(id) {
 		t.Errorf("an owner that exited is live")
+	}
+}
+
+// A SIGSTOP returns once the process is stopped, not when it is queued.
+func TestSignalProcessWaitsForStop(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if allThreadsStopped(cmd.Process.Pid) {
+		t.Fatal("a running process reads as stopped")
+	}
+	if err := signalProcess(cmd.Process, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if !allThreadsStopped(cmd.Process.Pid) {
+		t.Fatal("SIGSTOP returned before the process stopped")
+	}
+	if err := signalProcess(cmd.Process, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
 	}
 }
