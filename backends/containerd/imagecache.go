@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/containerd/containerd/v2/client"
@@ -156,7 +157,7 @@ func (r *Runtime) unpack(ctx context.Context, img client.Image, force bool) erro
 func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, specOpts []oci.SpecOpts, opts ...client.NewContainerOpts) (*made, *oci.Spec, error) {
 	var spec *oci.Spec
 	m := &made{}
-	all := append([]client.NewContainerOpts{r.withRootfs(id, img, info, snapOpts, &m.rootfs), withSpecOf(&spec, specOpts)}, opts...)
+	all := append([]client.NewContainerOpts{r.withRootfs(id, img, info, snapOpts, &m.rootfs), withSpecOf(&spec, specOpts, &m.rootfs)}, opts...)
 	// The lease is made ahead and deleted after this returns (leases.go).
 	lctx, release, err := r.d.leases.with(ctx)
 	if err != nil {
@@ -209,13 +210,66 @@ func (r *Runtime) withRootfs(id string, img client.Image, info imageInfo, snapOp
 
 // withSpecOf builds the container's spec, as client.WithNewSpec does, and
 // keeps it in *out so that nothing has to read it back from containerd.
-func withSpecOf(out **oci.Spec, specOpts []oci.SpecOpts) client.NewContainerOpts {
+// *rootfs are the mounts withRootfs got for the container's snapshot (nil
+// when containerd's own path made it).
+func withSpecOf(out **oci.Spec, specOpts []oci.SpecOpts, rootfs *[]mount.Mount) client.NewContainerOpts {
 	return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
-		s, err := oci.GenerateSpec(ctx, cl, c, specOpts...)
+		s, err := generateSpec(ctx, cl, c, *rootfs, specOpts)
 		if err != nil {
 			return err
 		}
 		*out = s
 		return client.WithSpec(s)(ctx, cl, c)
 	}
+}
+
+// generateSpec applies specOpts to the default spec for container c. The
+// options that look users and groups up in the image (oci.WithUserID,
+// WithUsername, WithUser, WithAdditionalGIDs) read the container's rootfs
+// through the mounts of its snapshot, which each asks containerd for: one
+// round trip per lookup, up to two per container. When its Prepare gave
+// them (rootfs), they are answered from there.
+func generateSpec(ctx context.Context, cl oci.Client, c *containers.Container, rootfs []mount.Mount, specOpts []oci.SpecOpts) (*oci.Spec, error) {
+	if rootfs != nil && c.SnapshotKey != "" {
+		cl = preparedRootfs{Client: cl, snapshotter: c.Snapshotter, key: c.SnapshotKey, mounts: rootfs}
+	}
+	return oci.GenerateSpec(ctx, cl, c, specOpts...)
+}
+
+// preparedRootfs is an oci.Client whose snapshot service knows the mounts
+// of one snapshot, the container's, and asks containerd for the others.
+type preparedRootfs struct {
+	oci.Client
+	snapshotter, key string
+	mounts           []mount.Mount
+}
+
+func (p preparedRootfs) SnapshotService(name string) snapshots.Snapshotter {
+	sn := p.Client.SnapshotService(name)
+	if name != p.snapshotter {
+		return sn
+	}
+	return preparedMounts{Snapshotter: sn, key: p.key, mounts: p.mounts}
+}
+
+// MountManager is the client's, when it has one: the user lookups mount
+// with it when they can't read the mounts directly.
+func (p preparedRootfs) MountManager() mount.Manager {
+	if m, ok := p.Client.(interface{ MountManager() mount.Manager }); ok {
+		return m.MountManager()
+	}
+	return nil
+}
+
+type preparedMounts struct {
+	snapshots.Snapshotter
+	key    string
+	mounts []mount.Mount
+}
+
+func (p preparedMounts) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	if key == p.key {
+		return slices.Clone(p.mounts), nil
+	}
+	return p.Snapshotter.Mounts(ctx, key)
 }
