@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/apparmor"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -126,11 +127,13 @@ func New(o Options) (*Driver, error) {
 		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: o.Timeout,
 	})
+	tc := &taskClient{}
 	c, err := client.New(o.Address, client.WithDefaultNamespace(o.Namespace), client.WithTimeout(o.Timeout),
-		client.WithExtraDialOpts([]grpc.DialOption{reconnect}))
+		client.WithExtraDialOpts([]grpc.DialOption{reconnect}), client.WithServices(client.WithTaskClient(tc)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %q: %w", o.Address, err)
 	}
+	tc.TasksClient = tasksapi.NewTasksClient(c.Conn().(*grpc.ClientConn))
 	floor, err := oomScoreFloor()
 	if err != nil {
 		c.Close()

@@ -230,8 +230,9 @@ func (d *Driver) takeMade(id string) *made {
 // Prepare returned when crimux made the container), it asks containerd's
 // task service directly: client's Container.NewTask first reads the
 // container back three times and the snapshot's mounts once, four round
-// trips for what crimux already has; the task is then loaded (one call)
-// with the IO already made. Without rootfs it is Container.NewTask.
+// trips for what crimux already has; the task's handle is then made from
+// Create's reply, with the IO already made (taskclient.go). Without rootfs
+// it is Container.NewTask.
 func (d *Driver) newTask(ctx context.Context, cont client.Container, ioc cio.Creator, rootfs []mount.Mount) (client.Task, error) {
 	if rootfs == nil {
 		return cont.NewTask(ctx, ioc)
@@ -245,13 +246,15 @@ func (d *Driver) newTask(ctx context.Context, cont client.Container, ioc cio.Cre
 	for _, m := range rootfs {
 		req.Rootfs = append(req.Rootfs, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
-	if _, err := d.client.TaskService().Create(ctx, req); err != nil {
+	resp, err := d.client.TaskService().Create(ctx, req)
+	if err != nil {
 		i.Cancel()
 		i.Close()
 		return nil, errgrpc.ToNative(err)
 	}
 	attached := false
-	task, err := cont.Task(ctx, func(*cio.FIFOSet) (cio.IO, error) { attached = true; return i, nil })
+	// Loaded from Create's reply, without asking the shim (taskclient.go).
+	task, err := cont.Task(withCreated(ctx, req, resp), func(*cio.FIFOSet) (cio.IO, error) { attached = true; return i, nil })
 	if err == nil && !attached {
 		// Loaded in an unknown state: the task doesn't hold the IO.
 		err = fmt.Errorf("task of %s: created, then found in an unknown state", cont.ID())
