@@ -9,36 +9,28 @@ import (
 )
 
 // taskClient is containerd's task service as the driver's client sees it.
-// The client gives a task's handle (client.Task) only from a Get, and
-// containerd answers a Get by asking the task's shim for its state: for
-// gVisor's shim that runs `runsc state` (~14 ms here, against ~1 ms for
-// runc's). A task the driver has just created needs no such answer: the
-// Create reply has its pid, and it is CREATED. So newTask loads it with a
-// context that carries that reply (withCreated), and Get answers from it;
-// every other Get goes to containerd.
+// containerd answers a task's Get by asking its shim for the task's state:
+// gVisor's shim runs `runsc state` for it (~14 ms here, against ~1 ms for
+// runc's). The client asks for it where the driver already knows the
+// answer: to make the handle (client.Task) of a task just created (the
+// Create reply has its pid; it is CREATED), and before it deletes a task
+// whose exit it has just been told of (STOPPED). There the driver puts
+// what it knows in the call's context (withKnown), and Get answers from
+// it; every other Get goes to containerd.
 type taskClient struct {
 	tasksapi.TasksClient
 }
 
-type createdKey struct{}
+type knownKey struct{}
 
-// created is a task newTask has just created.
-type created struct {
-	req  *tasksapi.CreateTaskRequest
-	resp *tasksapi.CreateTaskResponse
-}
-
-// withCreated marks ctx as the load of the task that req created.
-func withCreated(ctx context.Context, req *tasksapi.CreateTaskRequest, resp *tasksapi.CreateTaskResponse) context.Context {
-	return context.WithValue(ctx, createdKey{}, created{req: req, resp: resp})
+// withKnown marks ctx as a call about the task whose state p is.
+func withKnown(ctx context.Context, p *tasktypes.Process) context.Context {
+	return context.WithValue(ctx, knownKey{}, p)
 }
 
 func (t *taskClient) Get(ctx context.Context, req *tasksapi.GetRequest, opts ...grpc.CallOption) (*tasksapi.GetResponse, error) {
-	if c, ok := ctx.Value(createdKey{}).(created); ok && req.ExecID == "" && req.ContainerID == c.req.ContainerID {
-		return &tasksapi.GetResponse{Process: &tasktypes.Process{
-			ContainerID: c.req.ContainerID, ID: c.req.ContainerID, Pid: c.resp.Pid, Status: tasktypes.Status_CREATED,
-			Stdin: c.req.Stdin, Stdout: c.req.Stdout, Stderr: c.req.Stderr, Terminal: c.req.Terminal,
-		}}, nil
+	if p, ok := ctx.Value(knownKey{}).(*tasktypes.Process); ok && req.ExecID == "" && req.ContainerID == p.ContainerID {
+		return &tasksapi.GetResponse{Process: p}, nil
 	}
 	return t.TasksClient.Get(ctx, req, opts...)
 }

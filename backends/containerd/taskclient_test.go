@@ -4,6 +4,9 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
@@ -14,6 +17,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc"
+
+	"github.com/crimux/crimux/backends"
 )
 
 // shimTasks stands for containerd's task service: Get asks the task's
@@ -22,6 +27,7 @@ type shimTasks struct {
 	tasksapi.TasksClient
 	created *tasksapi.CreateTaskRequest
 	gets    atomic.Int32
+	deleted atomic.Int32
 }
 
 func (s *shimTasks) Create(_ context.Context, req *tasksapi.CreateTaskRequest, _ ...grpc.CallOption) (*tasksapi.CreateTaskResponse, error) {
@@ -37,6 +43,11 @@ func (s *shimTasks) Get(_ context.Context, req *tasksapi.GetRequest, _ ...grpc.C
 	return &tasksapi.GetResponse{Process: &tasktypes.Process{ID: req.ContainerID, Pid: 4242, Status: tasktypes.Status_CREATED}}, nil
 }
 
+func (s *shimTasks) Delete(_ context.Context, req *tasksapi.DeleteTaskRequest, _ ...grpc.CallOption) (*tasksapi.DeleteResponse, error) {
+	s.deleted.Add(1)
+	return &tasksapi.DeleteResponse{ID: req.ContainerID, Pid: 4242, ExitStatus: 3}, nil
+}
+
 type oneContainer struct {
 	containers.Store
 	c containers.Container
@@ -49,6 +60,22 @@ func (o oneContainer) Get(_ context.Context, id string) (containers.Container, e
 	return o.c, nil
 }
 
+func newTestDriver(t *testing.T, shim *shimTasks) (*Driver, client.Container) {
+	t.Helper()
+	c, err := client.New("", client.WithDefaultNamespace("crimux-test"), client.WithDefaultRuntime("io.containerd.runc.v2"), client.WithServices(
+		client.WithTaskClient(&taskClient{TasksClient: shim}),
+		client.WithContainerStore(oneContainer{c: containers.Container{ID: "c1", Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}}}),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont, err := c.LoadContainer(namespaces.WithNamespace(context.Background(), "crimux-test"), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Driver{client: c}, cont
+}
+
 // A task crimux creates is the task Create answered with: its pid and IO
 // are known, so loading it doesn't ask containerd (and the shim) for the
 // state of a task just created, once per pod and container start. A task
@@ -56,18 +83,7 @@ func (o oneContainer) Get(_ context.Context, id string) (containers.Container, e
 func TestNewTaskDoesNotAskForTheTaskItCreated(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), "crimux-test")
 	shim := &shimTasks{}
-	c, err := client.New("", client.WithDefaultNamespace("crimux-test"), client.WithServices(
-		client.WithTaskClient(&taskClient{TasksClient: shim}),
-		client.WithContainerStore(oneContainer{c: containers.Container{ID: "c1", Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}}}),
-	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &Driver{client: c}
-	cont, err := c.LoadContainer(ctx, "c1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, cont := newTestDriver(t, shim)
 	rootfs := []mount.Mount{{Type: "bind", Source: "/var/lib/rootfs/c1", Options: []string{"rbind", "rw"}}}
 	task, err := d.newTask(ctx, cont, cio.NullIO, rootfs)
 	if err != nil {
@@ -84,5 +100,28 @@ func TestNewTaskDoesNotAskForTheTaskItCreated(t *testing.T) {
 	}
 	if _, err := cont.Task(ctx, nil); err != nil || shim.gets.Load() != 1 {
 		t.Errorf("loading the task again: err %v after %d Get calls, want one Get", err, shim.gets.Load())
+	}
+}
+
+// The task of a process whose exit was just learnt is deleted without
+// asking the shim whether it has stopped, once per container and pod stop.
+func TestDeleteOfAnExitedTaskDoesNotAskItsState(t *testing.T) {
+	ctx := namespaces.WithNamespace(context.Background(), "crimux-test")
+	shim := &shimTasks{}
+	d, cont := newTestDriver(t, shim)
+	task, err := d.newTask(ctx, cont, cio.NullIO, []mount.Mount{{Type: "bind", Source: "/var/lib/rootfs/c1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{id: "c1", task: task, pid: task.Pid()}
+	ts := backends.TaskState{State: runtime.ContainerState_CONTAINER_EXITED, ExitCode: 3, ExitedAt: time.Unix(1700000000, 0)}
+	if err := d.deleteExited(ctx, p, ts); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if n := shim.gets.Load(); n != 0 {
+		t.Errorf("deleting the exited task asked for its state %d times", n)
+	}
+	if n := shim.deleted.Load(); n != 1 {
+		t.Errorf("task deleted %d times, want once", n)
 	}
 }

@@ -12,9 +12,11 @@ import (
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/containerd/containerd/api/types"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -76,7 +78,7 @@ func (d *Driver) watch(p *proc, ch <-chan client.ExitStatus) {
 		if _, err := d.client.ContainerService().Update(ctx, rec, "labels."+labelExit); err != nil && !isNotFound(err) {
 			d.log.Warn("record the exit on the container", "id", p.id, "error", err)
 		}
-		_, derr := p.task.Delete(ctx)
+		derr := d.deleteExited(ctx, p, ts)
 		if derr != nil && !isNotFound(derr) {
 			d.log.Warn("delete exited task", "id", p.id, "error", derr)
 		}
@@ -254,7 +256,9 @@ func (d *Driver) newTask(ctx context.Context, cont client.Container, ioc cio.Cre
 	}
 	attached := false
 	// Loaded from Create's reply, without asking the shim (taskclient.go).
-	task, err := cont.Task(withCreated(ctx, req, resp), func(*cio.FIFOSet) (cio.IO, error) { attached = true; return i, nil })
+	known := &tasktypes.Process{ContainerID: req.ContainerID, ID: req.ContainerID, Pid: resp.Pid, Status: tasktypes.Status_CREATED,
+		Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal}
+	task, err := cont.Task(withKnown(ctx, known), func(*cio.FIFOSet) (cio.IO, error) { attached = true; return i, nil })
 	if err == nil && !attached {
 		// Loaded in an unknown state: the task doesn't hold the IO.
 		err = fmt.Errorf("task of %s: created, then found in an unknown state", cont.ID())
@@ -418,6 +422,15 @@ func (d *Driver) forgetTaskGone(id string) {
 	d.mu.Lock()
 	delete(d.taskGone, id)
 	d.mu.Unlock()
+}
+
+// deleteExited deletes the task of p, whose exit ts was just learnt: it
+// has stopped, and the shim isn't asked (taskclient.go).
+func (d *Driver) deleteExited(ctx context.Context, p *proc, ts backends.TaskState) error {
+	known := &tasktypes.Process{ContainerID: p.id, ID: p.id, Pid: p.pid, Status: tasktypes.Status_STOPPED,
+		ExitStatus: uint32(ts.ExitCode), ExitedAt: timestamppb.New(ts.ExitedAt)}
+	_, err := p.task.Delete(withKnown(ctx, known))
+	return err
 }
 
 func (d *Driver) deleteTask(ctx context.Context, task client.Task) error {
