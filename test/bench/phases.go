@@ -16,7 +16,11 @@ import (
 // measureHandler runs every phase for one handler: warm-up, serial pod
 // lifecycles, parallel starts, and lists at growing pod counts.
 func (b *bench) measureHandler(h string, res *results) error {
-	phase("%s: warm-up", h)
+	waited, busy, err := settle()
+	if err != nil {
+		return fmt.Errorf("wait for a quiet node: %w", err)
+	}
+	phase("%s: node quiet after %s (CPU %.0f%% busy); warm-up", h, waited.Round(time.Second), busy*100)
 	for i := range 2 {
 		for _, t := range b.ordered(i) {
 			p, err := b.startPod(t, h, "warmup", false)
