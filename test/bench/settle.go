@@ -9,14 +9,15 @@ import (
 	"time"
 )
 
-// What a handler's phases leave behind goes on after their last call
-// returned: the sandboxes of a hundred removed gVisor pods exit, both
-// containerds collect their snapshots. Timed with the next handler's
-// phases, it slows both runtimes by chance, one more than the other (in a
-// run without this wait, the runc lifecycles that followed the removal of
-// 200 gVisor pods had a whole pod start p90 of 292 and 295 ms, against 265
-// and 235 ms in a run whose gVisor phases ended with 20 pods). So each
-// handler's phases begin once the node is quiet.
+// What a handler's phases leave behind may go on after their last call
+// returned: the sandboxes of a hundred removed gVisor pods exiting, both
+// containerds collecting their snapshots. Timed with the next handler's
+// phases, it would slow both runtimes by chance, one more than the other.
+// So each handler's phases begin once the node is quiet; the wait is
+// printed with the phase. In the first run with it the node was quiet
+// within a second before each handler: it is a guard, and the slow runc
+// lifecycles of the run before it, which it was written for, had some
+// other cause.
 
 const (
 	settleBusy = 0.10             // the node is quiet under this CPU use ...
