@@ -66,6 +66,28 @@ func BenchmarkListWith500PodsOverGRPC(b *testing.B) {
 		}
 	}
 	c := serveGRPC(b, f)
+	pods, err := c.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil || len(pods.Items) == 0 {
+		b.Fatal("no pods", err)
+	}
+	ctrs, err := c.ListContainers(ctx, &runtime.ListContainersRequest{})
+	if err != nil || len(ctrs.Containers) == 0 {
+		b.Fatal("no containers", err)
+	}
+	b.Run("PodSandboxStatus", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: pods.Items[0].Id}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ContainerStatus", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: ctrs.Containers[0].Id}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("ListPodSandbox", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := c.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err != nil {

@@ -49,11 +49,5 @@ func (r *Router) containersByPod() map[string][]*sandbox.Container {
 
 // containersOf lists a pod's containers.
 func (r *Router) containersOf(sandboxID string) []*sandbox.Container {
-	var out []*sandbox.Container
-	for _, c := range r.containers.List() {
-		if c.SandboxID == sandboxID {
-			out = append(out, c)
-		}
-	}
-	return out
+	return r.containers.InGroup(sandboxID)
 }

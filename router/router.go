@@ -89,7 +89,7 @@ func New(o Options) (*Router, error) {
 		cni:            o.CNI,
 		log:            o.Log,
 		sandboxes:      sandbox.NewStore[*sandbox.Sandbox](),
-		containers:     sandbox.NewStore[*sandbox.Container](),
+		containers:     sandbox.NewGroupedStore(func(c *sandbox.Container) string { return c.SandboxID }),
 		sandboxNames:   sandbox.NewRegistrar(),
 		containerNames: sandbox.NewRegistrar(),
 		ckpt:           ck,

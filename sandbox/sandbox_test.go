@@ -43,6 +43,47 @@ func TestStoreGet(t *testing.T) {
 	}
 }
 
+// TestStoreInGroup: a grouped store answers a group's records from its
+// index, which follows adds, replacements (a record that changes group
+// leaves the old one) and deletes.
+func TestStoreInGroup(t *testing.T) {
+	type rec struct{ id, pod string }
+	s := NewGroupedStore(func(r rec) string { return r.pod })
+	ids := func(g string) []string {
+		var out []string
+		for _, r := range s.InGroup(g) {
+			out = append(out, r.id)
+		}
+		sort.Strings(out)
+		return out
+	}
+	s.Add("c1", rec{"c1", "p1"})
+	s.Add("c2", rec{"c2", "p1"})
+	s.Add("c3", rec{"c3", "p2"})
+	if got := ids("p1"); !reflect.DeepEqual(got, []string{"c1", "c2"}) {
+		t.Fatalf("p1 = %v", got)
+	}
+	s.Add("c2", rec{"c2", "p2"}) // moved
+	if got := ids("p1"); !reflect.DeepEqual(got, []string{"c1"}) {
+		t.Fatalf("p1 after c2 moved = %v", got)
+	}
+	if got := ids("p2"); !reflect.DeepEqual(got, []string{"c2", "c3"}) {
+		t.Fatalf("p2 after c2 moved = %v", got)
+	}
+	s.Delete("c1")
+	s.Delete("c1") // again: fine
+	s.Delete("nope")
+	if got := ids("p1"); got != nil {
+		t.Fatalf("p1 after delete = %v", got)
+	}
+	if got := ids("p3"); got != nil {
+		t.Fatalf("unknown group = %v", got)
+	}
+	if got := len(s.List()); got != 2 {
+		t.Fatalf("List has %d records, want 2", got)
+	}
+}
+
 func TestRegistrar(t *testing.T) {
 	r := NewRegistrar()
 	if err := r.Reserve("pod", "id1"); err != nil {

@@ -20,25 +20,71 @@ var ErrNameTaken = errors.New("name is reserved")
 // Store is an index of records by ID that also resolves unique ID prefixes,
 // as crictl users type them.
 type Store[T any] struct {
-	mu    sync.RWMutex // guards items
+	mu    sync.RWMutex // guards items and groups
 	items map[string]T
+	// group names the group a record is in (a container's pod); groups
+	// indexes the records by it, so a group's records are found without
+	// a look at every record. Both nil for a store made by NewStore.
+	group  func(T) string
+	groups map[string]map[string]T
 }
 
 // NewStore returns an empty store.
 func NewStore[T any]() *Store[T] { return &Store[T]{items: map[string]T{}} }
 
+// NewGroupedStore returns an empty store that also indexes its records by
+// group(v), for InGroup. group must give the same answer for a record for
+// as long as it is in the store under one ID.
+func NewGroupedStore[T any](group func(T) string) *Store[T] {
+	return &Store[T]{items: map[string]T{}, group: group, groups: map[string]map[string]T{}}
+}
+
 // Add adds or replaces the record with id.
 func (s *Store[T]) Add(id string, v T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.unindex(id)
 	s.items[id] = v
+	if s.group != nil {
+		g := s.group(v)
+		if s.groups[g] == nil {
+			s.groups[g] = map[string]T{}
+		}
+		s.groups[g][id] = v
+	}
 }
 
 // Delete removes the record with id; a missing one is fine.
 func (s *Store[T]) Delete(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.unindex(id)
 	delete(s.items, id)
+}
+
+// unindex takes the record with id, if any, out of its group. s.mu is held.
+func (s *Store[T]) unindex(id string) {
+	old, ok := s.items[id]
+	if !ok || s.group == nil {
+		return
+	}
+	g := s.group(old)
+	delete(s.groups[g], id)
+	if len(s.groups[g]) == 0 {
+		delete(s.groups, g)
+	}
+}
+
+// InGroup returns the records of a grouped store in group g, in no
+// particular order; nil for none.
+func (s *Store[T]) InGroup(g string) []T {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []T
+	for _, v := range s.groups[g] {
+		out = append(out, v)
+	}
+	return out
 }
 
 // Get finds a record by its ID or by a unique prefix of it.
