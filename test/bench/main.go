@@ -46,13 +46,13 @@ func main() {
 	binDir := flag.String("bin-dir", "/usr/local/bin", "where containerd 2.x, the shims, runc and runsc are")
 	smoke := flag.Bool("smoke", false, "a short run that checks the benchmark works (numbers are not meaningful)")
 	profile := flag.Bool("profile", false, "save a CPU profile of crimux during each serial phase")
-	iterations := flag.Int("iterations", 0, "serial pod lifecycles per runtime (0 = 40 for runc, 25 for gvisor)")
+	iterations := flag.Int("iterations", 0, "serial pod lifecycles per runtime (0 = 60 for runc, 40 for gvisor)")
 	levels := flag.String("levels", "runc=10,100,500;gvisor=10,100", "pods present for the list phase, per handler")
 	flag.Parse()
 
 	p := plan{
 		handlers:   strings.Split(*handlers, ","),
-		iterations: map[string]int{"runc": 40, "gvisor": 25},
+		iterations: map[string]int{"runc": 60, "gvisor": 40},
 		parallel:   10,
 		rounds:     map[string]int{"runc": 5, "gvisor": 4},
 		listReps:   30,

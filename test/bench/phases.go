@@ -127,11 +127,11 @@ func (b *bench) scale(h string, res *results) error {
 		}
 		// The stats lists take seconds with hundreds of pods present on
 		// both runtimes (gVisor's are read from each sandbox): fewer
-		// samples of them as the count grows, at least 3; the other calls
+		// samples of them as the count grows, at least 5; the other calls
 		// are sampled in full.
 		costlyReps := b.plan.listReps
 		if level > 10 {
-			costlyReps = max(costlyReps*10/level, 3)
+			costlyReps = min(max(costlyReps*10/level, 5), costlyReps)
 		}
 		for i := range b.plan.listReps {
 			for _, t := range b.ordered(i) {
