@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/typeurl/v2"
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/internal/fault"
 	"github.com/moby/sys/signal"
@@ -236,7 +237,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (backends.TaskS
 		cio_.Close()
 		return backends.TaskState{}, fmt.Errorf("start container: %w", err)
 	}
-	r.watchContainer(ctx, id)
+	r.watchContainer(ctx, id, &info)
 	return backends.TaskState{State: runtime.ContainerState_CONTAINER_RUNNING, Pid: p.pid}, nil
 }
 
@@ -332,15 +333,26 @@ func (r *Runtime) UpdateResources(ctx context.Context, id string, res *runtime.L
 	if err := r.updateResources(ctx, id, res); err != nil {
 		return err
 	}
-	r.watchContainer(ctx, id)
+	r.watchContainer(ctx, id, nil)
 	return nil
 }
 
-// watchContainer tells a kind that follows running containers about one.
-func (r *Runtime) watchContainer(ctx context.Context, id string) {
-	if w, ok := r.kind.(containerWatcher); ok {
-		w.watch(ctx, id)
+// watchContainer tells a kind that follows running containers about one,
+// with the spec of its record when the caller holds that (nil: the kind
+// reads it if it needs it).
+func (r *Runtime) watchContainer(ctx context.Context, id string, rec *containers.Container) {
+	w, ok := r.kind.(containerWatcher)
+	if !ok {
+		return
 	}
+	var spec *specs.Spec
+	if rec != nil && rec.Spec != nil {
+		var s specs.Spec
+		if err := typeurl.UnmarshalTo(rec.Spec, &s); err == nil {
+			spec = &s
+		}
+	}
+	w.watch(ctx, id, spec)
 }
 
 // updateResources changes a task's resources and its stored spec.

@@ -90,7 +90,7 @@ func (r *Runtime) Recover(ctx context.Context, sandboxes []backends.Sandbox, con
 	}
 	for _, c := range containers {
 		if states[c.ID].State == runtime.ContainerState_CONTAINER_RUNNING {
-			r.watchContainer(ctx, c.ID)
+			r.watchContainer(ctx, c.ID, nil)
 		}
 	}
 	return states, failed

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crimux/crimux/internal/metrics"
 )
@@ -28,8 +29,15 @@ type memGuards struct {
 // watch implements containerWatcher: a container that started, was found
 // running after a restart, or had its resources changed is guarded with the
 // memory limit its spec holds now.
-func (g *runscKind) watch(ctx context.Context, id string) {
-	g.guardMemory(ctx, id, g.memoryLimit(ctx, id))
+func (g *runscKind) watch(ctx context.Context, id string, spec *specs.Spec) {
+	if g.opts.MemoryCheckInterval() <= 0 || g.d.proc(id) == nil {
+		return // nothing to guard: no spec to read
+	}
+	if spec == nil {
+		g.guardMemory(ctx, id, g.memoryLimit(ctx, id))
+		return
+	}
+	g.guardMemory(ctx, id, specMemoryLimit(spec))
 }
 
 // guardMemory starts watching a running container when it has a memory
@@ -128,7 +136,15 @@ func (g *runscKind) memoryLimit(ctx context.Context, id string) int64 {
 		return 0
 	}
 	spec, err := cont.Spec(ctx)
-	if err != nil || spec.Linux == nil || spec.Linux.Resources == nil || spec.Linux.Resources.Memory == nil || spec.Linux.Resources.Memory.Limit == nil {
+	if err != nil {
+		return 0
+	}
+	return specMemoryLimit(spec)
+}
+
+// specMemoryLimit is the memory limit a spec sets (0 = none).
+func specMemoryLimit(spec *specs.Spec) int64 {
+	if spec.Linux == nil || spec.Linux.Resources == nil || spec.Linux.Resources.Memory == nil || spec.Linux.Resources.Memory.Limit == nil {
 		return 0
 	}
 	return *spec.Linux.Resources.Memory.Limit

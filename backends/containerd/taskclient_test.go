@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 
 	"github.com/crimux/crimux/backends"
@@ -123,5 +124,69 @@ func TestDeleteOfAnExitedTaskDoesNotAskItsState(t *testing.T) {
 	}
 	if n := shim.deleted.Load(); n != 1 {
 		t.Errorf("task deleted %d times, want once", n)
+	}
+}
+
+// countedContainers counts the reads of containerd's container records.
+type countedContainers struct {
+	oneContainer
+	gets atomic.Int32
+}
+
+func (c *countedContainers) Get(ctx context.Context, id string) (containers.Container, error) {
+	c.gets.Add(1)
+	return c.oneContainer.Get(ctx, id)
+}
+
+// A gVisor container that starts is guarded with the memory limit of the
+// spec StartContainer already holds: no reads of the container's record
+// from containerd after its task started. Told with no spec (after a
+// restart), the guard reads the stored one.
+func TestMemoryGuardTakesTheSpecItIsGiven(t *testing.T) {
+	ctx := namespaces.WithNamespace(context.Background(), "crimux-test")
+	limit := int64(64 << 20)
+	stored := &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}}}
+	rec := containers.Container{ID: "c1", Runtime: containers.RuntimeInfo{Name: "io.containerd.runsc.v1"}}
+	if err := setSpec(&rec, stored); err != nil {
+		t.Fatal(err)
+	}
+	store := &countedContainers{oneContainer: oneContainer{c: rec}}
+	c, err := client.New("", client.WithDefaultNamespace("crimux-test"), client.WithServices(client.WithContainerStore(store)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	d := &Driver{client: c, procs: map[string]*proc{"c1": {id: "c1", pid: 1, done: done}}}
+	k := &runscKind{d: d, name: "gvisor", opts: HandlerOptions{RuntimeType: RuntimeRunsc, MemoryLimitCheck: "1h"}}
+	guarded := func() int64 {
+		k.guards.mu.Lock()
+		defer k.guards.mu.Unlock()
+		if mg := k.guards.m["c1"]; mg != nil {
+			return mg.limit.Load()
+		}
+		return 0
+	}
+
+	k.watch(ctx, "c1", stored)
+	if n := store.gets.Load(); n != 0 {
+		t.Errorf("guarding a container whose spec was given read its record %d times", n)
+	}
+	if got := guarded(); got != limit {
+		t.Fatalf("guarded with limit %d, want %d", got, limit)
+	}
+
+	half := limit / 2
+	k.watch(ctx, "c1", &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &half}}}})
+	if got := guarded(); got != half {
+		t.Errorf("after a new spec the limit is %d, want %d", got, half)
+	}
+
+	k.watch(ctx, "c1", nil)
+	if store.gets.Load() == 0 {
+		t.Error("with no spec given, the stored one was not read")
+	}
+	if got := guarded(); got != limit {
+		t.Errorf("from the stored spec the limit is %d, want %d", got, limit)
 	}
 }
