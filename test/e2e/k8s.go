@@ -156,7 +156,14 @@ func (c *cluster) eventSummary(ctx context.Context, name string) string {
 	return s
 }
 
-// exec runs a command in a pod's container through the API server.
+// exec runs a command in a pod's container through the API server. A
+// failure carries the pod's events (a probe that failed and restarted the
+// container, say), as the logs dumped at the end of a run may not reach
+// back to it.
 func (c *cluster) exec(ctx context.Context, pod, container string, cmd ...string) (string, error) {
-	return c.kubectl(ctx, append([]string{"exec", pod, "-c", container, "--"}, cmd...)...)
+	out, err := c.kubectl(ctx, append([]string{"exec", pod, "-c", container, "--"}, cmd...)...)
+	if err != nil {
+		return out, fmt.Errorf("%w (events of pod %s: %s)", err, pod, c.eventSummary(ctx, pod))
+	}
+	return out, nil
 }
