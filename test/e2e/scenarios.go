@@ -138,21 +138,37 @@ func (e *e2e) handlerScenarios(handler string) []scenario {
 		{
 			name: "exec readiness and liveness probes",
 			objs: []obj{podObj(n("probes"), handler, obj{"containers": []obj{
+				// A probe's exec gets 5 s (the default is 1 s): on a slow node
+				// busy starting every scenario's pods, one slower exec would
+				// restart the container before the check below asks for it.
 				ctr("c", "touch /tmp/alive; sleep 2; touch /tmp/ready; exec sleep 3600", obj{
-					"readinessProbe": obj{"exec": obj{"command": []string{"cat", "/tmp/ready"}}, "periodSeconds": 1},
-					"livenessProbe":  obj{"exec": obj{"command": []string{"cat", "/tmp/alive"}}, "periodSeconds": 1, "failureThreshold": 1, "initialDelaySeconds": 1},
+					"readinessProbe": obj{"exec": obj{"command": []string{"cat", "/tmp/ready"}}, "periodSeconds": 1, "timeoutSeconds": 5},
+					"livenessProbe":  obj{"exec": obj{"command": []string{"cat", "/tmp/alive"}}, "periodSeconds": 1, "failureThreshold": 1, "initialDelaySeconds": 1, "timeoutSeconds": 5},
 				}),
 			}})},
 			check: func(ctx context.Context) error {
-				if _, err := c.waitReady(ctx, n("probes")); err != nil {
+				// The restart counted is the one after /tmp/alive is gone,
+				// whatever restarts came before it.
+				var restarts int
+				var err error
+				for try := 0; try < 3; try++ {
+					var p *podState
+					if p, err = c.waitReady(ctx, n("probes")); err != nil {
+						return err
+					}
+					if st := p.container("c"); st != nil {
+						restarts = st.RestartCount
+					}
+					if _, err = c.exec(ctx, n("probes"), "c", "rm", "/tmp/alive"); err == nil {
+						break
+					}
+				}
+				if err != nil {
 					return err
 				}
-				if _, err := c.exec(ctx, n("probes"), "c", "rm", "/tmp/alive"); err != nil {
-					return err
-				}
-				_, err := c.waitPod(ctx, n("probes"), 2*time.Minute, "restarted by its liveness probe", func(p *podState) error {
-					if st := p.container("c"); st == nil || st.RestartCount < 1 {
-						return fmt.Errorf("status %+v", st)
+				_, err = c.waitPod(ctx, n("probes"), 2*time.Minute, "restarted by its liveness probe", func(p *podState) error {
+					if st := p.container("c"); st == nil || st.RestartCount <= restarts {
+						return fmt.Errorf("status %+v (%d restarts before /tmp/alive was removed)", st, restarts)
 					}
 					return nil
 				})
