@@ -14,7 +14,6 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/oci"
-	"github.com/containerd/typeurl/v2"
 	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/internal/fault"
 	"github.com/moby/sys/signal"
@@ -338,21 +337,12 @@ func (r *Runtime) UpdateResources(ctx context.Context, id string, res *runtime.L
 }
 
 // watchContainer tells a kind that follows running containers about one,
-// with the spec of its record when the caller holds that (nil: the kind
+// with its containerd record when the caller holds that (nil: the kind
 // reads it if it needs it).
 func (r *Runtime) watchContainer(ctx context.Context, id string, rec *containers.Container) {
-	w, ok := r.kind.(containerWatcher)
-	if !ok {
-		return
+	if w, ok := r.kind.(containerWatcher); ok {
+		w.watch(ctx, id, rec)
 	}
-	var spec *specs.Spec
-	if rec != nil && rec.Spec != nil {
-		var s specs.Spec
-		if err := typeurl.UnmarshalTo(rec.Spec, &s); err == nil {
-			spec = &s
-		}
-	}
-	w.watch(ctx, id, spec)
 }
 
 // updateResources changes a task's resources and its stored spec.

@@ -6,7 +6,7 @@ import (
 	"os/exec"
 
 	"github.com/containerd/containerd/api/types/runc/options"
-	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/containerd/containerd/v2/core/containers"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crimux/crimux/backends"
@@ -41,9 +41,9 @@ type handlerKind interface {
 // memory guard): told when one started, was found running after a
 // restart, or had its resources changed.
 type containerWatcher interface {
-	// watch is given the container's stored spec when the caller holds
-	// it, nil to have it read from containerd.
-	watch(ctx context.Context, id string, spec *specs.Spec)
+	// watch is given the container's containerd record when the caller
+	// holds it, nil to have it read if needed.
+	watch(ctx context.Context, id string, rec *containers.Container)
 }
 
 // portForwarder is a kind with a port-forward of its own.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crimux/crimux/internal/metrics"
@@ -29,15 +31,18 @@ type memGuards struct {
 // watch implements containerWatcher: a container that started, was found
 // running after a restart, or had its resources changed is guarded with the
 // memory limit its spec holds now.
-func (g *runscKind) watch(ctx context.Context, id string, spec *specs.Spec) {
+func (g *runscKind) watch(ctx context.Context, id string, rec *containers.Container) {
 	if g.opts.MemoryCheckInterval() <= 0 || g.d.proc(id) == nil {
-		return // nothing to guard: no spec to read
+		return // nothing to guard: no record to read or decode
 	}
-	if spec == nil {
-		g.guardMemory(ctx, id, g.memoryLimit(ctx, id))
-		return
+	if rec == nil {
+		got, err := g.d.client.ContainerService().Get(g.d.ctx(ctx), id)
+		if err != nil {
+			got = containers.Container{} // unknown: no limit
+		}
+		rec = &got
 	}
-	g.guardMemory(ctx, id, specMemoryLimit(spec))
+	g.guardMemory(ctx, id, recordMemoryLimit(rec))
 }
 
 // guardMemory starts watching a running container when it has a memory
@@ -128,22 +133,16 @@ func hostCgroupMemory(pid uint32) (uint64, error) {
 	return 0, fmt.Errorf("no memory cgroup for pid %d", pid)
 }
 
-// memoryLimit is the memory limit in a container's stored spec (0 = none).
-func (g *runscKind) memoryLimit(ctx context.Context, id string) int64 {
-	ctx = g.d.ctx(ctx)
-	cont, err := g.d.client.LoadContainer(ctx, id)
-	if err != nil {
+// recordMemoryLimit is the memory limit in a container record's spec
+// (0 = none or unreadable).
+func recordMemoryLimit(rec *containers.Container) int64 {
+	if rec.Spec == nil {
 		return 0
 	}
-	spec, err := cont.Spec(ctx)
-	if err != nil {
+	var spec specs.Spec
+	if err := typeurl.UnmarshalTo(rec.Spec, &spec); err != nil {
 		return 0
 	}
-	return specMemoryLimit(spec)
-}
-
-// specMemoryLimit is the memory limit a spec sets (0 = none).
-func specMemoryLimit(spec *specs.Spec) int64 {
 	if spec.Linux == nil || spec.Linux.Resources == nil || spec.Linux.Resources.Memory == nil || spec.Linux.Resources.Memory.Limit == nil {
 		return 0
 	}

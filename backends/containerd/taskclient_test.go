@@ -139,10 +139,10 @@ func (c *countedContainers) Get(ctx context.Context, id string) (containers.Cont
 }
 
 // A gVisor container that starts is guarded with the memory limit of the
-// spec StartContainer already holds: no reads of the container's record
+// record StartContainer already holds: no reads of the container's record
 // from containerd after its task started. Told with no spec (after a
 // restart), the guard reads the stored one.
-func TestMemoryGuardTakesTheSpecItIsGiven(t *testing.T) {
+func TestMemoryGuardTakesTheRecordItIsGiven(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), "crimux-test")
 	limit := int64(64 << 20)
 	stored := &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}}}
@@ -168,23 +168,27 @@ func TestMemoryGuardTakesTheSpecItIsGiven(t *testing.T) {
 		return 0
 	}
 
-	k.watch(ctx, "c1", stored)
+	k.watch(ctx, "c1", &rec)
 	if n := store.gets.Load(); n != 0 {
-		t.Errorf("guarding a container whose spec was given read its record %d times", n)
+		t.Errorf("guarding a container whose record was given read it %d times", n)
 	}
 	if got := guarded(); got != limit {
 		t.Fatalf("guarded with limit %d, want %d", got, limit)
 	}
 
 	half := limit / 2
-	k.watch(ctx, "c1", &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &half}}}})
+	resized := containers.Container{ID: "c1"}
+	if err := setSpec(&resized, &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &half}}}}); err != nil {
+		t.Fatal(err)
+	}
+	k.watch(ctx, "c1", &resized)
 	if got := guarded(); got != half {
-		t.Errorf("after a new spec the limit is %d, want %d", got, half)
+		t.Errorf("after a new record the limit is %d, want %d", got, half)
 	}
 
 	k.watch(ctx, "c1", nil)
 	if store.gets.Load() == 0 {
-		t.Error("with no spec given, the stored one was not read")
+		t.Error("with no record given, the stored one was not read")
 	}
 	if got := guarded(); got != limit {
 		t.Errorf("from the stored spec the limit is %d, want %d", got, limit)
