@@ -78,19 +78,27 @@ func machineInfo(binDir string) map[string]string {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m["kernel"] = strings.TrimSpace(string(b))
 	}
-	for name, args := range map[string][]string{
-		"containerd": {filepath.Join(binDir, "containerd"), "--version"},
-		"runc":       {"runc", "--version"},
-		"runsc":      {"runsc", "--version"},
-	} {
-		if out, err := exec.Command(args[0], args[1:]...).Output(); err == nil {
-			m[name] = strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+	// The binaries both runtimes run: those in binDir.
+	for _, name := range []string{"containerd", "runc", "runsc"} {
+		if out, err := exec.Command(filepath.Join(binDir, name), "--version").Output(); err == nil {
+			m[name] = versionLine(string(out))
 		}
 	}
 	if out, err := exec.Command("git", "-C", repoRoot(), "describe", "--tags", "--always", "--dirty").Output(); err == nil {
 		m["crimux"] = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// versionLine is the first line of a binary's --version output. runsc
+// built with go build (as make deps builds it from the module proxy) has no
+// version stamped and prints VERSION_MISSING: say so in words.
+func versionLine(out string) string {
+	line := strings.SplitN(strings.TrimSpace(out), "\n", 2)[0]
+	if strings.Contains(line, "VERSION_MISSING") {
+		return strings.Replace(line, "version VERSION_MISSING", "with no version stamped (go build from the module proxy, as make deps builds it)", 1)
+	}
+	return line
 }
 
 func (r *results) addResources(handler string, pods int, targets []*target) {

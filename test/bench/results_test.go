@@ -38,3 +38,17 @@ func TestParseStatCountsWaitedChildren(t *testing.T) {
 		t.Fatal("a short stat line parsed")
 	}
 }
+
+// The machine line names runsc's build when runsc has no version stamped,
+// and keeps every other version line as it is.
+func TestVersionLine(t *testing.T) {
+	for out, want := range map[string]string{
+		"runsc version VERSION_MISSING\nspec: 1.1.0\n":                   "runsc with no version stamped (go build from the module proxy, as make deps builds it)",
+		"runc version 1.2.6\ncommit: v1.2.6\n":                           "runc version 1.2.6",
+		"containerd github.com/containerd/containerd/v2 2.4.2+unknown\n": "containerd github.com/containerd/containerd/v2 2.4.2+unknown",
+	} {
+		if got := versionLine(out); got != want {
+			t.Errorf("versionLine(%q) = %q, want %q", out, got, want)
+		}
+	}
+}
