@@ -94,8 +94,8 @@ unit:
 # testdata/fuzz). A count, not a duration: go1.26's fuzz coordinator can report
 # its own -fuzztime deadline as a failure ("context deadline exceeded", no
 # failing input; golang/go#75804, fixed in go1.27), and a count never sets that
-# deadline. Each count is about 10 s on a slow 2-core machine. FUZZTIME=30s (or
-# 1000x) overrides them all.
+# deadline. Each count takes 5 to 20 s on a 2-core machine. FUZZTIME=1000x (or
+# 30s, which can meet that bug) overrides them all.
 FUZZTIME ?=
 FUZZ_TARGETS := internal/fsroot:FuzzOpenInRoot:4000 router:FuzzValidateSandboxConfig:20000 router:FuzzValidateContainerConfig:10000 conf:FuzzLoad:5000
 fuzz:
