@@ -95,7 +95,7 @@ func TestCrashAtFaultPoints(t *testing.T) {
 	needEnv(t)
 	pullBusybox(t)
 	sleeper := func() *runtime.ContainerConfig { return ctrConfig("sleeper", "sleep", "3600") }
-	for _, point := range []string{"run-sandbox/after-netns", "run-sandbox/after-cni", "task/after-create", "run-sandbox/after-pause"} {
+	for _, point := range []string{"run-sandbox/after-netns", "run-sandbox/after-shm", "run-sandbox/after-cni", "task/after-create", "run-sandbox/after-pause"} {
 		t.Run(point, func(t *testing.T) {
 			before := snapshot(t)
 			pod := podConfig(t, "crash")

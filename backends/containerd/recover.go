@@ -207,6 +207,7 @@ func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]strin
 		}
 		removed = append(removed, o.id)
 	}
+	removed = append(removed, d.sweepShm(known)...)
 	vols, err := d.sweepImageVolumes(ctx, known)
 	removed = append(removed, vols...)
 	groups, gerr := d.sweepPodGroups(ctx, known)
@@ -214,6 +215,22 @@ func (d *Driver) Sweep(ctx context.Context, known func(id string) bool) ([]strin
 	leases, lerr := d.sweepLeases(ctx)
 	removed = append(removed, leases...)
 	return removed, errors.Join(append(errs, err, gerr, lerr)...)
+}
+
+// sweepShm unmounts and removes the shm of each pod no record names:
+// RunPodSandbox mounts it before the pod's containerd container exists, so a
+// crash in between leaves a mount that no containerd container leads to.
+func (d *Driver) sweepShm(known func(string) bool) []string {
+	var removed []string
+	ents, _ := os.ReadDir(filepath.Join(d.opts.StateDir, "sandboxes"))
+	for _, e := range ents {
+		if known(e.Name()) {
+			continue
+		}
+		d.unmountShm(e.Name())
+		removed = append(removed, "shm/"+e.Name())
+	}
+	return removed
 }
 
 // sweepImageVolumes removes the image volumes a crash left for containers

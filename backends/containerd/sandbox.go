@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/crimux/crimux/backends"
+	"github.com/crimux/crimux/internal/fault"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,6 +54,9 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 				r.d.unmountShm(sb.ID)
 			}
 		}()
+		// A crash here leaves the pod's shm mounted and no containerd
+		// container to find it by: Sweep unmounts it from its dir.
+		fault.Point("run-sandbox/after-shm")
 	}
 	rtOpts, err := r.kind.shimOptions()
 	if err != nil {
