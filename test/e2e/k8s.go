@@ -136,6 +136,7 @@ func (c *cluster) waitReady(ctx context.Context, name string) (*podState, error)
 
 type event struct {
 	Reason, Message, Type string
+	Count                 int
 }
 
 func (c *cluster) events(ctx context.Context, name string) []event {
@@ -145,15 +146,21 @@ func (c *cluster) events(ctx context.Context, name string) []event {
 }
 
 func (c *cluster) eventSummary(ctx context.Context, name string) string {
+	// Every event is kept, each cut short: the one that explains a
+	// failure (a liveness probe that killed the container) is often the
+	// first of many.
 	var parts []string
 	for _, e := range c.events(ctx, name) {
-		parts = append(parts, e.Reason+": "+e.Message)
+		msg := strings.TrimSpace(e.Message)
+		if len(msg) > 300 {
+			msg = msg[:300] + "…"
+		}
+		if e.Count > 1 {
+			msg += fmt.Sprintf(" (×%d)", e.Count)
+		}
+		parts = append(parts, e.Reason+": "+msg)
 	}
-	s := strings.Join(parts, " | ")
-	if len(s) > 1500 {
-		s = s[len(s)-1500:]
-	}
-	return s
+	return strings.Join(parts, " | ")
 }
 
 // exec runs a command in a pod's container through the API server. A

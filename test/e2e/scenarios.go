@@ -138,37 +138,52 @@ func (e *e2e) handlerScenarios(handler string) []scenario {
 		{
 			name: "exec readiness and liveness probes",
 			objs: []obj{podObj(n("probes"), handler, obj{"containers": []obj{
-				// A probe's exec gets 5 s (the default is 1 s): on a slow node
-				// busy starting every scenario's pods, one slower exec would
-				// restart the container before the check below asks for it.
-				ctr("c", "touch /tmp/alive; sleep 2; touch /tmp/ready; exec sleep 3600", obj{
+				// Liveness holds until the check creates /tmp/dead, so it
+				// cannot fail before the shell has run its first command (a
+				// gVisor container on a node busy starting every scenario's
+				// pods may take longer than initialDelaySeconds to get there).
+				// A probe's exec gets 5 s (the default is 1 s) and liveness
+				// three tries, so one slow exec does not restart it either.
+				ctr("c", "sleep 2; touch /tmp/ready; exec sleep 3600", obj{
 					"readinessProbe": obj{"exec": obj{"command": []string{"cat", "/tmp/ready"}}, "periodSeconds": 1, "timeoutSeconds": 5},
-					"livenessProbe":  obj{"exec": obj{"command": []string{"cat", "/tmp/alive"}}, "periodSeconds": 1, "failureThreshold": 1, "initialDelaySeconds": 1, "timeoutSeconds": 5},
+					"livenessProbe": obj{"exec": obj{"command": []string{"sh", "-c", "! test -e /tmp/dead"}},
+						"periodSeconds": 1, "failureThreshold": 3, "initialDelaySeconds": 1, "timeoutSeconds": 5},
 				}),
 			}})},
 			check: func(ctx context.Context) error {
-				// The restart counted is the one after /tmp/alive is gone,
-				// whatever restarts came before it.
+				// The restart counted is the one after /tmp/dead is made,
+				// whatever restarts came before it. A restart between the
+				// pod's Ready and the exec fails the exec; the API server may
+				// still show the pod Ready for a moment after, so retry
+				// until the exec reaches a running container.
 				var restarts int
-				var err error
-				for try := 0; try < 3; try++ {
-					var p *podState
-					if p, err = c.waitReady(ctx, n("probes")); err != nil {
+				err := waitFor(2*time.Minute, "kubectl exec touch /tmp/dead", func() error {
+					p, err := c.waitReady(ctx, n("probes"))
+					if err != nil {
 						return err
 					}
 					if st := p.container("c"); st != nil {
 						restarts = st.RestartCount
 					}
-					if _, err = c.exec(ctx, n("probes"), "c", "rm", "/tmp/alive"); err == nil {
-						break
+					if _, err = c.exec(ctx, n("probes"), "c", "touch", "/tmp/dead"); err != nil {
+						return err
 					}
-				}
+					// A restart around the exec leaves it unknown which
+					// container has /tmp/dead: make it again.
+					if p, err = c.pod(ctx, n("probes")); err != nil {
+						return err
+					}
+					if st := p.container("c"); st == nil || st.RestartCount != restarts {
+						return fmt.Errorf("container c restarted around the exec: %+v (%d restarts before)", st, restarts)
+					}
+					return nil
+				})
 				if err != nil {
 					return err
 				}
 				_, err = c.waitPod(ctx, n("probes"), 2*time.Minute, "restarted by its liveness probe", func(p *podState) error {
 					if st := p.container("c"); st == nil || st.RestartCount <= restarts {
-						return fmt.Errorf("status %+v (%d restarts before /tmp/alive was removed)", st, restarts)
+						return fmt.Errorf("status %+v (%d restarts before /tmp/dead was made)", st, restarts)
 					}
 					return nil
 				})
