@@ -68,6 +68,13 @@ type Container struct {
 	// LogDir without following any symlink there.
 	LogDir  string
 	LogPath string
+	// Commit, when set, records the container. CreateContainer may call it
+	// once, with the user, as soon as the spec is made, and go on creating
+	// the container while it runs (the record's write then overlaps the
+	// runtime's own); it returns only after Commit returned, and fails with
+	// Commit's error, leaving the caller to remove what it made. A runtime
+	// that does not call it leaves the caller to record after it returned.
+	Commit func(User) error
 }
 
 // User is the identity a container's process runs with.

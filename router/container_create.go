@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -67,23 +68,50 @@ func (r *Router) CreateContainer(ctx context.Context, req *runtime.CreateContain
 		logPath = filepath.Join(sb.Config.LogDirectory, cfg.LogPath)
 		bc.LogDir, bc.LogPath = sb.Config.LogDirectory, cfg.LogPath
 	}
-	user, err := rt.CreateContainer(ctx, bc)
-	if err != nil {
-		return nil, fmt.Errorf("create container %q in pod %s: %w", name, sb.ID, err)
+	// The record is written once the runtime knows the user, alongside the
+	// rest of its create where it can (backends.Container.Commit): a crash
+	// after it leaves a record that recovery lists with the runtime's state
+	// (EXITED, reason Unknown, where the runtime had not made it yet).
+	var c *sandbox.Container
+	var commitOnce sync.Once
+	var committing bool
+	var commitErr error
+	bc.Commit = func(user backends.User) error {
+		commitOnce.Do(func() {
+			committing = true
+			rec := sandbox.NewContainer(sandbox.ContainerMetadata{
+				ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
+				ImageRef: img.ID, ImageName: imgName, LogPath: logPath, CreatedAt: time.Now().UnixNano(),
+				User: recordUser(user),
+			}, sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_CREATED})
+			if commitErr = r.ckpt.SaveContainer(rec); commitErr == nil {
+				c = rec
+				fault.Point("create-container/after-record")
+			}
+		})
+		return commitErr
 	}
-	fault.Point("create-container/after-create")
-	c := sandbox.NewContainer(sandbox.ContainerMetadata{
-		ID: id, Name: name, SandboxID: sb.ID, Config: cfg,
-		ImageRef: img.ID, ImageName: imgName, LogPath: logPath, CreatedAt: time.Now().UnixNano(),
-		User: recordUser(user),
-	}, sandbox.ContainerStatus{State: runtime.ContainerState_CONTAINER_CREATED})
-	if err := r.ckpt.SaveContainer(c); err != nil {
-		cctx, cancel := cleanupContext()
-		defer cancel()
-		if rerr := rt.RemoveContainer(cctx, id); rerr != nil {
-			r.log.Error("roll back container", "id", id, "error", rerr)
+	user, err := rt.CreateContainer(ctx, bc)
+	if err == nil {
+		fault.Point("create-container/after-create")
+		err = bc.Commit(user)
+	}
+	if err != nil {
+		if committing {
+			// The runtime went on to make the container, or had made it:
+			// remove it (missing is fine) and the record.
+			cctx, cancel := cleanupContext()
+			defer cancel()
+			if rerr := rt.RemoveContainer(cctx, id); rerr != nil {
+				r.log.Error("roll back container", "id", id, "error", rerr)
+			}
+			if c != nil {
+				if derr := r.ckpt.DeleteContainer(c); derr != nil {
+					r.log.Error("roll back container record", "id", id, "error", derr)
+				}
+			}
 		}
-		return nil, err
+		return nil, fmt.Errorf("create container %q in pod %s: %w", name, sb.ID, err)
 	}
 	r.containers.Add(id, c)
 	ok = true

@@ -26,12 +26,17 @@ type fakeRuntime struct {
 	// SandboxStarted, when set, is closed by the first RunSandbox.
 	SandboxStarted chan struct{}
 	CreateErr      error
-	StartErr       error
-	ResizeErr      error
-	calls          []string
-	running        map[string]bool
-	recoverStates  map[string]backends.TaskState
-	recoverFailed  map[string]error
+	// Commits makes CreateContainer call the container's Commit, as the
+	// containerd driver does, before it fails with CreateErr; CommitErr is
+	// what Commit returned.
+	Commits       bool
+	CommitErr     error
+	StartErr      error
+	ResizeErr     error
+	calls         []string
+	running       map[string]bool
+	recoverStates map[string]backends.TaskState
+	recoverFailed map[string]error
 	// gates make a call wait ("StartContainer", "CreateContainer", ...)
 	// until the test closes the channel; entered is told when it waits.
 	gates   map[string]chan struct{}
@@ -103,7 +108,17 @@ func (f *fakeRuntime) RemoveSandbox(ctx context.Context, id string) error {
 func (f *fakeRuntime) CreateContainer(ctx context.Context, c backends.Container) (backends.User, error) {
 	f.gate("CreateContainer")
 	f.record("CreateContainer " + c.ID)
-	return backends.User{UID: 1000, GID: 1000, Groups: []int64{1000, 50}}, f.CreateErr
+	u := backends.User{UID: 1000, GID: 1000, Groups: []int64{1000, 50}}
+	if f.Commits && c.Commit != nil {
+		err := c.Commit(u)
+		f.mu.Lock()
+		f.CommitErr = err
+		f.mu.Unlock()
+		if err != nil {
+			return backends.User{}, err
+		}
+	}
+	return u, f.CreateErr
 }
 func (f *fakeRuntime) StartContainer(ctx context.Context, id string) (backends.TaskState, error) {
 	f.gate("StartContainer")

@@ -602,3 +602,80 @@ func TestVersionIsSemver(t *testing.T) {
 		}
 	}
 }
+
+// A runtime that records the container while it creates it
+// (backends.Container.Commit) and then fails: the record, the runtime's
+// container and the name are all gone, and the retry works. A record that
+// can't be written fails the create the same way.
+func TestCreateContainerCommitRollback(t *testing.T) {
+	root := t.TempDir()
+	f := newFixture(t, root)
+	ctx := context.Background()
+	rt := f.drv.Runtime("runc").(*fakeRuntime)
+	rt.Commits = true
+	pod := podCfg("commit")
+	sb, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "a"}, Image: &runtime.ImageSpec{Image: "busybox"}}
+	records := filepath.Join(root, "containers")
+	noRecord := func(when string) {
+		t.Helper()
+		if ents, _ := os.ReadDir(records); len(ents) != 0 {
+			t.Errorf("%s: records left: %v", when, ents)
+		}
+		if l, _ := f.r.ListContainers(ctx, &runtime.ListContainersRequest{}); len(l.Containers) != 0 {
+			t.Errorf("%s: listed: %v", when, l.Containers)
+		}
+	}
+	removed := func(when string) {
+		t.Helper()
+		calls := rt.Calls()
+		if last := calls[len(calls)-1]; !strings.HasPrefix(last, "RemoveContainer ") {
+			t.Errorf("%s: the runtime's container was not removed: %v", when, calls)
+		}
+	}
+
+	rt.CreateErr = errors.New("runtime exploded")
+	if _, err := f.r.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, Config: cfg}); err == nil || !strings.Contains(err.Error(), "runtime exploded") {
+		t.Fatalf("create that fails after its commit: %v", err)
+	}
+	if rt.CommitErr != nil {
+		t.Fatalf("commit: %v", rt.CommitErr)
+	}
+	noRecord("after the runtime failed")
+	removed("after the runtime failed")
+
+	// The records directory is a file: the record can't be written.
+	rt.CreateErr = nil
+	if err := os.RemoveAll(records); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(records, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, Config: cfg}); err == nil || rt.CommitErr == nil {
+		t.Fatalf("create whose record can't be written: %v (commit: %v)", err, rt.CommitErr)
+	}
+	removed("after the record failed")
+	if err := os.Remove(records); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(records, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	noRecord("after the record failed")
+
+	cr, err := f.r.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, Config: cfg})
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	st, err := f.r.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: cr.ContainerId})
+	if err != nil || st.Status.State != runtime.ContainerState_CONTAINER_CREATED || st.Status.User.GetLinux().GetUid() != 1000 {
+		t.Fatalf("retried container: %v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(records, cr.ContainerId+".json")); err != nil {
+		t.Errorf("record of the retried container: %v", err)
+	}
+}

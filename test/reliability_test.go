@@ -111,7 +111,7 @@ func TestCrashAtFaultPoints(t *testing.T) {
 			noLeaks(t, before)
 		})
 	}
-	for _, point := range []string{"create-container/after-volumes", "create-container/after-create"} {
+	for _, point := range []string{"create-container/after-volumes", "create-container/after-record", "create-container/before-containerd", "create-container/after-create"} {
 		t.Run(point, func(t *testing.T) {
 			// With an image volume: its snapshot view and mounts must be swept too.
 			if _, err := env.Image.PullImage(ctx(t), &runtime.ImageSpec{Image: harness.EntrypointEcho}, nil, nil); err != nil {
@@ -126,8 +126,39 @@ func TestCrashAtFaultPoints(t *testing.T) {
 				_, err := env.Runtime.CreateContainer(ctx(t), id, withVolume, pod)
 				return err
 			})
-			if list, _ := env.Runtime.ListContainers(ctx(t), &runtime.ContainerFilter{PodSandboxId: id}); len(list) != 0 {
-				t.Errorf("a container whose create crashed before its record is listed: %v", list)
+			list, _ := env.Runtime.ListContainers(ctx(t), &runtime.ContainerFilter{PodSandboxId: id})
+			switch point {
+			case "create-container/after-volumes":
+				if len(list) != 0 {
+					t.Errorf("a container whose create crashed before its record is listed: %v", list)
+				}
+			default:
+				// Recorded: listed CREATED, or EXITED (Unknown) where the
+				// crash came before containerd recorded it too. The kubelet
+				// removes it and creates the next attempt.
+				if len(list) != 1 {
+					t.Fatalf("a container whose create crashed after its record: listed %v", list)
+				}
+				st := containerState(t, list[0].Id)
+				created := st.State == runtime.ContainerState_CONTAINER_CREATED
+				lost := st.State == runtime.ContainerState_CONTAINER_EXITED && st.Reason == "Unknown"
+				switch {
+				case point == "create-container/before-containerd" && !lost:
+					t.Errorf("a container containerd never recorded is %s (%s), want EXITED (Unknown)", st.State, st.Reason)
+				case point == "create-container/after-create" && !created:
+					t.Errorf("a container made before the crash is %s (%s), want CREATED", st.State, st.Reason)
+				case !created && !lost:
+					t.Errorf("a container whose create crashed after its record is %s (%s)", st.State, st.Reason)
+				}
+				t.Logf("recovered as %s %s", st.State, st.Reason)
+				if created {
+					if err := env.Runtime.StartContainer(ctx(t), list[0].Id); err != nil {
+						t.Errorf("start the recovered container: %v", err)
+					}
+				}
+				if err := env.Runtime.RemoveContainer(ctx(t), list[0].Id); err != nil {
+					t.Fatal(err)
+				}
 			}
 			startContainer(t, id, pod, sleeper())
 			removeAllPods(t, t.Name())

@@ -167,7 +167,7 @@ func (r *Runtime) newContainer(ctx context.Context, c backends.Container, img cl
 		labelTTY:      fmt.Sprint(c.Config.Tty),
 		labelStopSig:  info.config.Config.StopSignal,
 	}
-	m, spec, err := r.newContainerFromImage(ctx, c.ID, img, info, snapshotOpts(c.Sandbox), specOpts,
+	m, spec, err := r.newContainerFromImage(ctx, c.ID, img, info, snapshotOpts(c.Sandbox), specOpts, c.Commit,
 		client.WithRuntime(r.opts.RuntimeType, rtOpts),
 		client.WithContainerLabels(labels),
 		// Its task joins the pause container's shim directly (podgroup.go).
@@ -275,21 +275,24 @@ func (r *Runtime) deleteContainer(ctx context.Context, id string, taskGone bool)
 	// to look up first.
 	info := containers.Container{ID: id, Snapshotter: r.opts.Snapshotter, SnapshotKey: id}
 	if !r.d.sawExit(id) {
+		// A container containerd never recorded (crimux's record was
+		// written alongside, and a crash came between) may still have
+		// its rootfs snapshot and image volumes: they go below all the same.
 		cont, err := r.d.client.LoadContainer(ctx, id)
-		if err != nil {
-			if isNotFound(err) {
-				return nil
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			return mapErr(err)
+		default:
+			if info, err = cont.Info(ctx, client.WithoutRefreshedMetadata); err != nil {
+				return mapErr(err)
 			}
-			return mapErr(err)
-		}
-		if info, err = cont.Info(ctx, client.WithoutRefreshedMetadata); err != nil {
-			return mapErr(err)
-		}
-		// A task that never started (or a failed one) may still exist.
-		if !taskGone {
-			if task, err := cont.Task(ctx, nil); err == nil {
-				if err := r.d.deleteTask(ctx, task); err != nil && !isNotFound(err) {
-					return fmt.Errorf("delete task of %s: %w", id, mapErr(err))
+			// A task that never started (or a failed one) may still exist.
+			if !taskGone {
+				if task, err := cont.Task(ctx, nil); err == nil {
+					if err := r.d.deleteTask(ctx, task); err != nil && !isNotFound(err) {
+						return fmt.Errorf("delete task of %s: %w", id, mapErr(err))
+					}
 				}
 			}
 		}

@@ -15,7 +15,9 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/crimux/crimux/backends"
 	"github.com/crimux/crimux/image"
+	"github.com/crimux/crimux/internal/fault"
 )
 
 // On the hot path (every sandbox and container) crimux needs an image's
@@ -154,10 +156,31 @@ func (r *Runtime) unpack(ctx context.Context, img client.Image, force bool) erro
 // prepared from img (as client.WithNewSnapshot does, without reading the
 // image's content again) and the spec specOpts build; it returns the
 // container as made (made) and the spec.
-func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, specOpts []oci.SpecOpts, opts ...client.NewContainerOpts) (*made, *oci.Spec, error) {
+// commit, when set, is called with the user the spec chose once the spec
+// is made, while containerd records the container (backends.Container.Commit);
+// its error is returned, after NewContainer's.
+func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, specOpts []oci.SpecOpts, commit func(backends.User) error, opts ...client.NewContainerOpts) (*made, *oci.Spec, error) {
 	var spec *oci.Spec
 	m := &made{}
 	all := append([]client.NewContainerOpts{r.withRootfs(id, img, info, snapOpts, &m.rootfs), withSpecOf(&spec, specOpts, &m.rootfs)}, opts...)
+	var committed chan error
+	if commit != nil {
+		// Last: the options before it may still fail.
+		all = append(all, func(context.Context, *client.Client, *containers.Container) error {
+			committed = make(chan error, 1)
+			u := userOf(spec.Process.User)
+			go func() { committed <- commit(u) }()
+			if fault.Armed("create-container/before-containerd") {
+				// The record written, containerd's not yet.
+				err := <-committed
+				committed <- err
+				if err == nil {
+					fault.Point("create-container/before-containerd")
+				}
+			}
+			return nil
+		})
+	}
 	// The lease is made ahead and deleted after this returns (leases.go).
 	lctx, release, err := r.d.leases.with(ctx)
 	if err != nil {
@@ -165,6 +188,11 @@ func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img clie
 	}
 	defer release()
 	cont, err := r.d.client.NewContainer(lctx, id, all...)
+	if committed != nil {
+		if cerr := <-committed; err == nil && cerr != nil {
+			return nil, nil, cerr // the caller removes the container
+		}
+	}
 	if err != nil {
 		return nil, nil, err
 	}

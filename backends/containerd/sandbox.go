@@ -63,7 +63,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 		return backends.TaskState{}, err
 	}
 	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name, labelInstance: r.d.opts.Instance}
-	m, _, err := r.newContainerFromImage(ctx, sb.ID, img, info, snapshotOpts(sb), specOpts,
+	m, _, err := r.newContainerFromImage(ctx, sb.ID, img, info, snapshotOpts(sb), specOpts, nil,
 		client.WithRuntime(r.opts.RuntimeType, rtOpts),
 		client.WithContainerLabels(labels),
 	)

@@ -23,3 +23,10 @@ func Point(name string) {
 		select {}
 	}
 }
+
+// Armed reports whether CRIMUX_TEST_FAULT is name: a caller that must
+// first bring the process to a given state (wait for work it started in
+// the background) asks before it calls Point.
+func Armed(name string) bool {
+	return os.Getenv("CRIMUX_TEST_FAULT") == name
+}
