@@ -35,7 +35,8 @@ type plan struct {
 	parallel   int              // pods started at once
 	rounds     map[string]int   // parallel rounds per runtime
 	levels     map[string][]int // pods present for the list phase
-	listReps   int              // list calls per level and runtime
+	listReps   int              // list and status calls per level and runtime
+	statsReps  int              // stats lists per runtime at 10 pods (fewer with more)
 	profile    bool             // take a CPU profile of crimux in the serial phase
 	out        string           // where results (and profiles) go
 }
@@ -55,7 +56,8 @@ func main() {
 		iterations: map[string]int{"runc": 60, "gvisor": 40},
 		parallel:   10,
 		rounds:     map[string]int{"runc": 5, "gvisor": 4},
-		listReps:   30,
+		listReps:   100,
+		statsReps:  30,
 		profile:    *profile,
 	}
 	var err error
@@ -73,6 +75,7 @@ func main() {
 		p.parallel = 3
 		p.levels = map[string][]int{"runc": {5}, "gvisor": {3}}
 		p.listReps = 3
+		p.statsReps = 3
 	}
 	p.out, _ = filepath.Abs(*out)
 	if err := run(p, *binDir); err != nil {

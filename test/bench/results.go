@@ -55,7 +55,7 @@ func newResults(b *bench, p plan) *results {
 		Machine: machineInfo(b.env.BinDir),
 		Plan: map[string]any{
 			"handlers": p.handlers, "serial_iterations": p.iterations, "parallel_pods": p.parallel,
-			"parallel_rounds": p.rounds, "list_levels": p.levels, "list_reps": p.listReps,
+			"parallel_rounds": p.rounds, "list_levels": p.levels, "list_reps": p.listReps, "stats_reps": p.statsReps,
 		},
 	}
 }
