@@ -77,7 +77,10 @@ func RemoveNetNS(p string) error {
 	return nil
 }
 
-// InNetNS runs f on a thread that has entered the namespace at p.
+// InNetNS runs f on a thread that has entered the namespace at p. The
+// thread goes back to crimux's own netns afterwards and is reused (a stats
+// list reads a netns per pod: a thread made and ended for each read costs
+// more than the read); one that can't go back is discarded.
 func InNetNS(p string, f func() error) error {
 	ns, err := os.Open(p)
 	if err != nil {
@@ -86,12 +89,26 @@ func InNetNS(p string, f func() error) error {
 	defer ns.Close()
 	errc := make(chan error, 1)
 	go func() {
-		goruntime.LockOSThread() // never unlocked: the thread stays in the pod's netns and is discarded
+		goruntime.LockOSThread()
+		// Where this thread came from: crimux's netns, which no thread
+		// of Go's pool ever leaves for longer than this.
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			goruntime.UnlockOSThread()
+			errc <- fmt.Errorf("open own netns: %w", err)
+			return
+		}
+		defer home.Close()
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			goruntime.UnlockOSThread()
 			errc <- fmt.Errorf("enter netns %q: %w", p, err)
 			return
 		}
-		errc <- f()
+		ferr := f()
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			goruntime.UnlockOSThread()
+		} // else: left locked, so the runtime ends the thread with this goroutine
+		errc <- ferr
 	}()
 	return <-errc
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -309,5 +311,67 @@ func TestNetNS(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Fatalf("netns file left: %v", err)
+	}
+}
+
+// TestInNetNSReusesThreads: entering a pod's netns for a read (its traffic
+// counters, on every stats call) returns the thread to the node's netns
+// and to Go's pool instead of ending it, so a stats list makes no threads;
+// and no thread of crimux is left in a pod's netns.
+func TestInNetNSReusesThreads(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("netns tests need root")
+	}
+	p, err := NewNetNS(t.TempDir(), "reuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer RemoveNetNS(p)
+	var want unix.Stat_t
+	if err := unix.Stat(p, &want); err != nil {
+		t.Fatal(err)
+	}
+	tids := map[int]bool{}
+	const calls = 50
+	for range calls {
+		err := InNetNS(p, func() error {
+			var got unix.Stat_t
+			if err := unix.Stat("/proc/thread-self/ns/net", &got); err != nil {
+				return err
+			}
+			if got.Ino != want.Ino || got.Dev != want.Dev {
+				return errors.New("f did not run in the netns")
+			}
+			tids[unix.Gettid()] = true
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tids) > calls/5 {
+		t.Errorf("%d sequential reads ran on %d threads: each made a thread", calls, len(tids))
+	}
+	// Threads the runtime discards (NewNetNS's) end a moment after their
+	// goroutine: only one still in the netns after that was left there.
+	var left []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		left = left[:0]
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			var st unix.Stat_t
+			if unix.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
+				left = append(left, task.Name())
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("threads %v are left in the pod's netns (pid %d)", left, os.Getpid())
 	}
 }
