@@ -135,7 +135,7 @@ func (r *Router) SetStreaming(s streaming.Server) { r.stream = s }
 
 // Register adds the CRI services to a gRPC server.
 func (r *Router) Register(s *grpc.Server) {
-	runtime.RegisterRuntimeServiceServer(s, r)
+	runtime.RegisterRuntimeServiceServer(s, wire{r})
 	runtime.RegisterImageServiceServer(s, r)
 }
 
@@ -298,9 +298,6 @@ func (r *Router) Interceptor(ctx context.Context, req any, info *grpc.UnaryServe
 	// Before the call: a removed pod has no handler after it.
 	rtHandler := r.requestHandler(req)
 	resp, err := handler(ctx, req)
-	if err == nil {
-		resp = r.encodedLists(resp)
-	}
 	err = toStatus(err)
 	method := shortMethod(info.FullMethod)
 	metrics.CRIRequests.WithLabelValues(method, rtHandler, status.Code(err).String()).Inc()

@@ -1,18 +1,37 @@
 package router
 
 import (
+	"cmp"
 	"context"
-	"sort"
+	"slices"
 	"strings"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crimux/crimux/sandbox"
 )
 
 // ListPodSandbox lists sandboxes matching every filter given: id (or a unique
 // prefix of it), state and labels.
 func (r *Router) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
-	f := req.GetFilter()
-	var out []*runtime.PodSandbox
+	ls := r.listSandboxes(req.GetFilter())
+	out := make([]*runtime.PodSandbox, len(ls))
+	for i, l := range ls {
+		out[i] = sandboxItem(l.sb, l.state)
+	}
+	return &runtime.ListPodSandboxResponse{Items: out}, nil
+}
+
+// listedSandbox is a sandbox a list selected, with its state then.
+type listedSandbox struct {
+	sb    *sandbox.Sandbox
+	state runtime.PodSandboxState
+}
+
+// listSandboxes selects the sandboxes a ListPodSandbox filter matches,
+// newest first.
+func (r *Router) listSandboxes(f *runtime.PodSandboxFilter) []listedSandbox {
+	var out []listedSandbox
 	for _, sb := range r.sandboxes.List() {
 		st := sb.Status()
 		if f != nil {
@@ -26,16 +45,21 @@ func (r *Router) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandbox
 				continue
 			}
 		}
-		out = append(out, &runtime.PodSandbox{
-			Id:             sb.ID,
-			Metadata:       sb.Config.Metadata,
-			State:          st.State,
-			CreatedAt:      sb.CreatedAt,
-			Labels:         sb.Config.Labels,
-			Annotations:    sb.Config.Annotations,
-			RuntimeHandler: sb.Handler,
-		})
+		out = append(out, listedSandbox{sb, st.State})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt > out[j].CreatedAt })
-	return &runtime.ListPodSandboxResponse{Items: out}, nil
+	slices.SortFunc(out, func(a, b listedSandbox) int { return cmp.Compare(b.sb.CreatedAt, a.sb.CreatedAt) })
+	return out
+}
+
+// sandboxItem is a sandbox as a list item in the given state.
+func sandboxItem(sb *sandbox.Sandbox, state runtime.PodSandboxState) *runtime.PodSandbox {
+	return &runtime.PodSandbox{
+		Id:             sb.ID,
+		Metadata:       sb.Config.Metadata,
+		State:          state,
+		CreatedAt:      sb.CreatedAt,
+		Labels:         sb.Config.Labels,
+		Annotations:    sb.Config.Annotations,
+		RuntimeHandler: sb.Handler,
+	}
 }
