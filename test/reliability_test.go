@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,7 +196,12 @@ func TestCrashAtFaultPoints(t *testing.T) {
 		before := snapshot(t)
 		pod := podConfig(t, "crash")
 		id := runPod(t, pod)
-		cid, err := env.Runtime.CreateContainer(ctx(t), id, sleeper(), pod)
+		// It says one line, then one for each line on its stdin: its stdio
+		// must reach its log once, through the fifos its task was created
+		// with, after the restart.
+		cfg := ctrConfig("talker", "sh", "-c", "echo started; while read l; do echo got $l; done")
+		cfg.Stdin = true
+		cid, err := env.Runtime.CreateContainer(ctx(t), id, cfg, pod)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +210,39 @@ func TestCrashAtFaultPoints(t *testing.T) {
 			t.Errorf("a container whose task never started is %s", st.State)
 		}
 		if err := env.Runtime.StartContainer(ctx(t), cid); err != nil {
-			t.Errorf("start after recovery: %v", err)
+			t.Fatalf("start after recovery: %v", err)
+		}
+		attach := exec.Command(crictlBin(t), append(crictlFlags(), "attach", "-i", cid)...)
+		in, err := attach.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := attach.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = attach.Process.Kill(); _ = attach.Wait() }()
+		if _, err := in.Write([]byte("hello\n")); err != nil {
+			t.Fatal(err)
+		}
+		logPath := filepath.Join(pod.LogDirectory, cfg.LogPath)
+		var texts []string
+		eventually(t, 30*time.Second, "the container's output in its log", func() error {
+			texts = texts[:0]
+			for _, l := range logLines(t, logPath) {
+				texts = append(texts, l[2])
+			}
+			if len(texts) < 2 {
+				return fmt.Errorf("log has %q", texts)
+			}
+			return nil
+		})
+		time.Sleep(time.Second) // a second copy of either line would be there by now
+		texts = texts[:0]
+		for _, l := range logLines(t, logPath) {
+			texts = append(texts, l[2])
+		}
+		if !slices.Equal(texts, []string{"started", "got hello"}) {
+			t.Errorf("log after a start taken over from before the crash: %q, want [started, got hello]", texts)
 		}
 		removeAllPods(t, t.Name())
 		noLeaks(t, before)

@@ -24,9 +24,10 @@ import (
 const streamBufSize = 4 << 10
 
 // fifoStreams is what a container's stdio is connected to in crimux; a
-// nil stream has no fifo.
+// nil stream has no fifo. stdin gives a connection its reader, which ends
+// when the connection's done is closed (Cancel or Close).
 type fifoStreams struct {
-	stdin          io.Reader
+	stdin          func(done <-chan struct{}) io.Reader
 	stdout, stderr io.Writer
 	terminal       bool // stdout and stderr are one tty stream
 }
@@ -91,8 +92,9 @@ func (s fifoStreams) connect(fifos *cio.FIFOSet) (cio.IO, error) {
 		return nil, fmt.Errorf("open the task's stdio fifos: %w", err)
 	}
 	if stdin != nil {
+		in := s.stdin(ctx.Done())
 		go func() {
-			_, _ = io.CopyBuffer(stdin, s.stdin, make([]byte, streamBufSize))
+			_, _ = io.CopyBuffer(stdin, in, make([]byte, streamBufSize))
 			stdin.Close()
 		}()
 	}
@@ -135,6 +137,7 @@ func (s *streamIO) Cancel() {
 
 // Close closes the fifos and removes them.
 func (s *streamIO) Close() error {
+	s.cancel()
 	var errs []error
 	for _, p := range s.pipes {
 		if err := p.Close(); err != nil {

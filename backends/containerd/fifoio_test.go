@@ -38,7 +38,7 @@ func TestFIFOStreams(t *testing.T) {
 	dir := t.TempDir()
 	stdinR, stdinW := io.Pipe()
 	var stdout, stderr syncBuffer
-	s := fifoStreams{stdin: stdinR, stdout: &stdout, stderr: &stderr}
+	s := fifoStreams{stdin: func(<-chan struct{}) io.Reader { return stdinR }, stdout: &stdout, stderr: &stderr}
 	sio, err := s.creator(dir)("c1")
 	if err != nil {
 		t.Fatal(err)
@@ -100,4 +100,62 @@ func TestFIFOStreams(t *testing.T) {
 	}
 	tty.Cancel()
 	_ = tty.Close()
+}
+
+// A task taken over after a restart gets its stdio connected twice: first
+// through the fifos made for a new task (its IO closed when the task turns
+// out to exist), then through the old task's. What an attach session
+// writes to stdin after that reaches the task: the closed IO takes none
+// of it.
+func TestStdinReachesTheTaskAfterAClosedIO(t *testing.T) {
+	c, err := newContainerIO(logPath{}, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := t.TempDir()
+	first, err := c.streams(false).creator(dir)("new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Cancel()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.streams(false).creator(dir)("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	taskIn, err := fifo.OpenFifo(t.Context(), second.Config().Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taskIn.Close()
+	go func() { _, _ = c.stdinW.Write([]byte("hello\n")) }()
+	got := make(chan string, 1)
+	go func() {
+		b := make([]byte, 6)
+		n, _ := io.ReadFull(taskIn, b)
+		got <- string(b[:n])
+	}()
+	select {
+	case s := <-got:
+		if s != "hello\n" {
+			t.Errorf("the task's stdin read %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("what was written to stdin never reached the task: the closed IO took it")
+	}
+}
+
+// Closing a container's IO twice (a failed start, then its cleanup) is
+// fine.
+func TestContainerIOClosesTwice(t *testing.T) {
+	c, err := newContainerIO(logPath{}, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c.Close()
 }

@@ -37,6 +37,12 @@ type containerIO struct {
 	stdinW    *io.PipeWriter
 	stdinOnce bool
 	stdinMu   sync.Mutex // serialises attach sessions writing stdin
+	// stdinFeed carries what stdinR reads (feedStdin) to the connected
+	// task IO that takes it; closed at stdin's end. stdinDone ends
+	// feedStdin's wait for a taker (Close).
+	stdinFeed chan []byte
+	stdinDone chan struct{}
+	stdinEnd  sync.Once // closes stdinDone
 }
 
 type attachment struct {
@@ -65,8 +71,60 @@ func newContainerIO(logPath logPath, stdin, stdinOnce bool) (*containerIO, error
 	c.stderr = &lineWriter{c: c, stream: "stderr"}
 	if stdin {
 		c.stdinR, c.stdinW = io.Pipe()
+		c.stdinFeed, c.stdinDone = make(chan []byte), make(chan struct{})
+		go c.feedStdin()
 	}
 	return c, nil
+}
+
+// feedStdin hands what the attach sessions write to stdin, a read at a
+// time, to whichever connected task IO takes it (stdinReader). A task's
+// stdio can be connected more than once (a task created before a restart
+// is first given new fifos, closed when the task turns out to exist, and
+// then attached to the old ones): a closed connection stops taking, so
+// what is written after it goes to the live one. With one reader of the
+// pipe for all connections, none can be left blocked on it to swallow
+// the next write.
+func (c *containerIO) feedStdin() {
+	defer close(c.stdinFeed)
+	buf := make([]byte, streamBufSize)
+	for {
+		n, err := c.stdinR.Read(buf)
+		if n > 0 {
+			select {
+			case c.stdinFeed <- bytes.Clone(buf[:n]):
+			case <-c.stdinDone:
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// stdinTaker reads stdin from feedStdin until its connection is done.
+type stdinTaker struct {
+	feed <-chan []byte
+	done <-chan struct{}
+	rest []byte
+}
+
+func (r *stdinTaker) Read(p []byte) (int, error) {
+	if len(r.rest) == 0 {
+		select {
+		case b, ok := <-r.feed:
+			if !ok {
+				return 0, io.EOF
+			}
+			r.rest = b
+		case <-r.done:
+			return 0, io.EOF
+		}
+	}
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
 }
 
 // openLog opens the log file beneath the pod's log dir (which the kubelet
@@ -93,12 +151,13 @@ func (c *containerIO) openLog() error {
 	return nil
 }
 
-// stdinReader is what the task's stdin fifo is fed from (nil for none).
-func (c *containerIO) stdinReader() io.Reader {
-	if c.stdinR == nil {
+// stdinReader is what a connection of the task's stdin fifo is fed from
+// until done is closed (nil for no stdin).
+func (c *containerIO) stdinReader(done <-chan struct{}) io.Reader {
+	if c.stdinFeed == nil {
 		return nil
 	}
-	return c.stdinR
+	return &stdinTaker{feed: c.stdinFeed, done: done}
 }
 
 // Reopen closes the log file and opens log_path again, after the kubelet rotated it.
@@ -133,6 +192,7 @@ func (c *containerIO) Close() {
 	}
 	if c.stdinW != nil {
 		c.stdinW.Close()
+		c.stdinEnd.Do(func() { close(c.stdinDone) })
 	}
 }
 

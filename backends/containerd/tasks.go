@@ -459,7 +459,11 @@ type cioAttach = cio.Attach
 
 // streams connects a task's fifos to c.
 func (c *containerIO) streams(tty bool) fifoStreams {
-	return fifoStreams{stdin: c.stdinReader(), stdout: c.stdout, stderr: c.stderr, terminal: tty}
+	s := fifoStreams{stdout: c.stdout, stderr: c.stderr, terminal: tty}
+	if c.stdinFeed != nil {
+		s.stdin = c.stdinReader
+	}
+	return s
 }
 
 func randomID() string {
