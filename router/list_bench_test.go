@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -39,11 +40,9 @@ func BenchmarkListWith500Pods(b *testing.B) {
 	})
 }
 
-// BenchmarkListWith500PodsOverGRPC times the same calls as a client sees
-// them: through a gRPC server on a unix socket, with crimux's interceptor,
-// the response encoded, sent and decoded. Pods and containers carry the
+// kubeletPods is a fixture with n pods of one container each, with the
 // labels and annotations the kubelet sets.
-func BenchmarkListWith500PodsOverGRPC(b *testing.B) {
+func kubeletPods(b *testing.B, n int) *fixture {
 	f := newFixture(b, b.TempDir())
 	ctx := context.Background()
 	kube := func(i int, kind string) map[string]string {
@@ -52,7 +51,7 @@ func BenchmarkListWith500PodsOverGRPC(b *testing.B) {
 			"io.kubernetes.pod.uid": fmt.Sprintf("0c1d2e3f-4a5b-6c7d-8e9f-%012d", i), "io.kubernetes.container.name": kind,
 		}
 	}
-	for i := range 500 {
+	for i := range n {
 		pod := podCfg(fmt.Sprintf("p%d", i))
 		pod.Labels, pod.Annotations = kube(i, "POD"), kube(i, "POD")
 		resp, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: pod})
@@ -65,6 +64,40 @@ func BenchmarkListWith500PodsOverGRPC(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	return f
+}
+
+// BenchmarkListWith500PodsOnTheWire is crimux's own part of a relist with
+// 500 pods: ListPodSandbox and ListContainers as served over gRPC (wire),
+// and their encoding, as gRPC encodes them; no socket, no client.
+func BenchmarkListWith500PodsOnTheWire(b *testing.B) {
+	w := wire{kubeletPods(b, 500).r}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		pods, err := w.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctrs, err := w.ListContainers(ctx, &runtime.ListContainersRequest{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range []proto.Message{pods, ctrs} {
+			if _, err := proto.Marshal(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkListWith500PodsOverGRPC times the same calls as a client sees
+// them: through a gRPC server on a unix socket, with crimux's interceptor,
+// the response encoded, sent and decoded. Pods and containers carry the
+// labels and annotations the kubelet sets.
+func BenchmarkListWith500PodsOverGRPC(b *testing.B) {
+	f := kubeletPods(b, 500)
+	ctx := context.Background()
 	c := serveGRPC(b, f)
 	pods, err := c.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
 	if err != nil || len(pods.Items) == 0 {

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -116,47 +115,5 @@ func TestListsOverGRPCAreTheLists(t *testing.T) {
 	}
 	if states[ctrs[0]] != runtime.ContainerState_CONTAINER_RUNNING || states[ctrs[1]] != runtime.ContainerState_CONTAINER_EXITED || states[ctrs[2]] != runtime.ContainerState_CONTAINER_CREATED {
 		t.Errorf("states over gRPC %v", states)
-	}
-}
-
-// BenchmarkListsOnTheWire is crimux's part of the kubelet's relist with
-// 500 pods (one container each): ListPodSandbox and ListContainers as
-// served over gRPC, encoded as gRPC encodes them.
-func BenchmarkListsOnTheWire(b *testing.B) {
-	f := newFixture(b, b.TempDir())
-	ctx := context.Background()
-	for i := range 500 {
-		pod := podCfg(fmt.Sprintf("p%d", i))
-		pod.Labels = map[string]string{"io.kubernetes.pod.name": pod.Metadata.Name, "io.kubernetes.pod.namespace": "default", "pod-template-hash": "5d8f7c9b6"}
-		pod.Annotations = map[string]string{"kubernetes.io/config.seen": "2026-12-03T10:00:00Z", "kubernetes.io/config.source": "api"}
-		sb, err := f.r.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: pod, RuntimeHandler: "fast"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, err = f.r.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: pod,
-			Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "app"}, Image: &runtime.ImageSpec{Image: "busybox"},
-				Labels:      map[string]string{"io.kubernetes.container.name": "app", "io.kubernetes.pod.name": pod.Metadata.Name},
-				Annotations: map[string]string{"io.kubernetes.container.hash": "1a2b3c4d", "io.kubernetes.container.restartCount": "0"}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	w := wire{f.r}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		pods, err := w.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctrs, err := w.ListContainers(ctx, &runtime.ListContainersRequest{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, m := range []proto.Message{pods, ctrs} {
-			if _, err := proto.Marshal(m); err != nil {
-				b.Fatal(err)
-			}
-		}
 	}
 }
