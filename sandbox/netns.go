@@ -22,19 +22,33 @@ func NewNetNS(dir, name string) (string, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		// The thread's netns changes and is never restored: keep it locked so
-		// the Go runtime discards the thread when this goroutine ends.
+		// The thread leaves crimux's netns for the new one and comes back
+		// once it is pinned, so no thread of crimux holds a pod's netns. One
+		// that can't come back stays locked, and the runtime ends it with
+		// this goroutine (all but the main thread, which it parks: one more
+		// reason to always come back).
 		goruntime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			goruntime.UnlockOSThread()
+			done <- result{err: fmt.Errorf("open own netns: %w", err)}
+			return
+		}
+		defer home.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			goruntime.UnlockOSThread() // still in crimux's netns
 			done <- result{err: fmt.Errorf("unshare netns: %w", err)}
 			return
 		}
-		p, err := pinNS(dir, name, fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
+		p, err := pinNS(dir, name, "/proc/thread-self/ns/net")
 		if err == nil {
 			if err = loopbackUp(); err != nil {
 				_ = RemoveNetNS(p)
 				p = ""
 			}
+		}
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			goruntime.UnlockOSThread()
 		}
 		done <- result{p, err}
 	}()

@@ -352,26 +352,54 @@ func TestInNetNSReusesThreads(t *testing.T) {
 	if len(tids) > calls/5 {
 		t.Errorf("%d sequential reads ran on %d threads: each made a thread", calls, len(tids))
 	}
-	// Threads the runtime discards (NewNetNS's) end a moment after their
-	// goroutine: only one still in the netns after that was left there.
-	var left []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		left = left[:0]
-		tasks, err := os.ReadDir("/proc/self/task")
+	// No thread may be left in the netns: not even one the runtime would
+	// discard, which ends a moment after its goroutine.
+	if left := threadsIn(t, p); len(left) > 0 {
+		t.Errorf("threads %v are left in the pod's netns (pid %d)", left, os.Getpid())
+	}
+}
+
+// TestNewNetNSLeavesNoThreadInIt: the thread that makes a pod's netns
+// leaves it before NewNetNS returns. One left behind holds the netns after
+// the pod is gone; and when it is Go's main thread, which the runtime parks
+// instead of ending, it holds it for crimux's whole life.
+func TestNewNetNSLeavesNoThreadInIt(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("netns tests need root")
+	}
+	dir := t.TempDir()
+	for i := range 40 {
+		p, err := NewNetNS(dir, fmt.Sprintf("n%d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, task := range tasks {
-			var st unix.Stat_t
-			if unix.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
-				left = append(left, task.Name())
-			}
+		left := threadsIn(t, p)
+		if err := RemoveNetNS(p); err != nil {
+			t.Fatal(err)
 		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
+		if len(left) > 0 {
+			t.Fatalf("netns %d: threads %v of this process (pid %d) are in it after NewNetNS returned", i, left, os.Getpid())
 		}
 	}
-	if len(left) > 0 {
-		t.Errorf("threads %v are left in the pod's netns (pid %d)", left, os.Getpid())
+}
+
+// threadsIn lists the threads of this process that are in the netns at p.
+func threadsIn(t *testing.T, p string) []string {
+	t.Helper()
+	var ns unix.Stat_t
+	if err := unix.Stat(p, &ns); err != nil {
+		t.Fatal(err)
 	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in []string
+	for _, task := range tasks {
+		var st unix.Stat_t
+		if unix.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st) == nil && st.Ino == ns.Ino && st.Dev == ns.Dev {
+			in = append(in, task.Name())
+		}
+	}
+	return in
 }
