@@ -330,9 +330,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// No Pdeathsig: it follows the thread that forked, not the process, and
-	// this process ends threads that entered a netns (sandbox.NewNetNS in
-	// TestBackendSuite), which sent containerd a SIGTERM mid-run. Stop, and the
-	// next run's Sweep after a crash, end these processes instead.
+	// Go ends any thread a goroutine leaves locked (sandbox.NewNetNS did so
+	// with every thread that made a netns, and sent containerd a SIGTERM
+	// mid-run). Stop, and the next run's Sweep after a crash, end these
+	// processes instead.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start containerd: %w", err)
