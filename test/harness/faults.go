@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -25,7 +26,46 @@ import (
 // (CRIMUX_TEST_RACE=1).
 func Race() bool { return os.Getenv("CRIMUX_TEST_RACE") == "1" }
 
+// ephemeralPorts is the kernel's range of local ports for outgoing
+// connections (net.ipv4.ip_local_port_range).
+func ephemeralPorts() (lo, hi int, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("ip_local_port_range: %q", b)
+	}
+	if lo, err = strconv.Atoi(f[0]); err == nil {
+		hi, err = strconv.Atoi(f[1])
+	}
+	return lo, hi, err
+}
+
+// freeLoopback is a free port on 127.0.0.1 for a listener crimux keeps
+// across restarts, outside the ephemeral range: while crimux is down, any
+// outgoing connection on the node may take a port from that range as its
+// own, and crimux's restart then can't listen. Ports 20000-29999 (below
+// the range, away from the well-known ones and Kubernetes' NodePorts) or
+// else above the range; a port the kernel picks only if neither has room.
 func freeLoopback() (string, error) {
+	lo, hi, err := ephemeralPorts()
+	first, last := 20000, min(lo, 30000)-1
+	if err != nil || last-first < 1000 {
+		first, last = hi+1, 65535
+	}
+	if err == nil && last-first >= 1000 {
+		n := last - first + 1
+		start := rand.IntN(n)
+		for i := range 200 {
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(first+(start+i)%n))
+			if l, err := net.Listen("tcp", addr); err == nil {
+				l.Close()
+				return addr, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
