@@ -44,9 +44,10 @@ func ephemeralPorts() (lo, hi int, err error) {
 }
 
 // freeLoopback is a free port on 127.0.0.1 for a listener crimux keeps
-// across restarts, outside the ephemeral range: while crimux is down, any
-// outgoing connection on the node may take a port from that range as its
-// own, and crimux's restart then can't listen. Ports 20000-29999 (below
+// across restarts, outside the ephemeral range: while crimux is down, the
+// kernel may give a port from that range to any outgoing connection or
+// any listener on port 0 on the node, and crimux's restart then can't
+// listen. Ports 20000-29999 (below
 // the range, away from the well-known ones and Kubernetes' NodePorts) or
 // else above the range; a port the kernel picks only if neither has room.
 func freeLoopback() (string, error) {
