@@ -16,44 +16,58 @@ import (
 // NewNetNS creates a network namespace with its loopback up and pins it with a
 // bind mount at dir/name, which it returns.
 func NewNetNS(dir, name string) (string, error) {
-	type result struct {
-		p   string
-		err error
-	}
-	done := make(chan result, 1)
+	var p string
+	err := awayFromHome(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare netns: %w", err)
+		}
+		return nil
+	}, func() error {
+		var err error
+		if p, err = pinNS(dir, name, "/proc/thread-self/ns/net"); err != nil {
+			return err
+		}
+		if err = loopbackUp(); err != nil {
+			_ = RemoveNetNS(p)
+			p = ""
+		}
+		return err
+	})
+	return p, err
+}
+
+// awayFromHome runs enter (which moves its thread to another netns, or
+// fails having moved nothing) and then f, on a thread of its own, and
+// brings the thread back to the netns it came from: crimux's own, which
+// no thread of Go's pool leaves for longer than this. The thread is then
+// reused (a stats list reads a netns per pod: a thread made and ended for
+// each read costs more than the read), and no thread of crimux holds a
+// pod's netns. One that can't come back stays locked, and the runtime
+// ends it with its goroutine — all but the main thread, which it parks
+// for good: one more reason to always come back.
+func awayFromHome(enter, f func() error) error {
+	errc := make(chan error, 1)
 	go func() {
-		// The thread leaves crimux's netns for the new one and comes back
-		// once it is pinned, so no thread of crimux holds a pod's netns. One
-		// that can't come back stays locked, and the runtime ends it with
-		// this goroutine (all but the main thread, which it parks: one more
-		// reason to always come back).
 		goruntime.LockOSThread()
 		home, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
 			goruntime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("open own netns: %w", err)}
+			errc <- fmt.Errorf("open own netns: %w", err)
 			return
 		}
 		defer home.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			goruntime.UnlockOSThread() // still in crimux's netns
-			done <- result{err: fmt.Errorf("unshare netns: %w", err)}
+		if err := enter(); err != nil {
+			goruntime.UnlockOSThread() // still at home
+			errc <- err
 			return
 		}
-		p, err := pinNS(dir, name, "/proc/thread-self/ns/net")
-		if err == nil {
-			if err = loopbackUp(); err != nil {
-				_ = RemoveNetNS(p)
-				p = ""
-			}
-		}
+		ferr := f()
 		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
 			goruntime.UnlockOSThread()
 		}
-		done <- result{p, err}
+		errc <- ferr
 	}()
-	r := <-done
-	return r.p, r.err
+	return <-errc
 }
 
 func loopbackUp() error {
@@ -91,40 +105,20 @@ func RemoveNetNS(p string) error {
 	return nil
 }
 
-// InNetNS runs f on a thread that has entered the namespace at p. The
-// thread goes back to crimux's own netns afterwards and is reused (a stats
-// list reads a netns per pod: a thread made and ended for each read costs
-// more than the read); one that can't go back is discarded.
+// InNetNS runs f on a thread that has entered the namespace at p; the
+// thread goes back to crimux's netns afterwards (awayFromHome).
 func InNetNS(p string, f func() error) error {
 	ns, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("open netns %q: %w", p, err)
 	}
 	defer ns.Close()
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		// Where this thread came from: crimux's netns, which no thread
-		// of Go's pool ever leaves for longer than this.
-		home, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer home.Close()
+	return awayFromHome(func() error {
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			goruntime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %q: %w", p, err)
-			return
+			return fmt.Errorf("enter netns %q: %w", p, err)
 		}
-		ferr := f()
-		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
-			goruntime.UnlockOSThread()
-		} // else: left locked, so the runtime ends the thread with this goroutine
-		errc <- ferr
-	}()
-	return <-errc
+		return nil
+	}, f)
 }
 
 // HolderEnv, set in its environment, makes a crimux process only hold the

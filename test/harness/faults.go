@@ -45,25 +45,25 @@ func ephemeralPorts() (lo, hi int, err error) {
 
 // freeLoopback is a free port on 127.0.0.1 for a listener crimux keeps
 // across restarts, outside the ephemeral range: while crimux is down, the
-// kernel may give a port from that range to any outgoing connection or
-// any listener on port 0 on the node, and crimux's restart then can't
-// listen. Ports 20000-29999 (below
-// the range, away from the well-known ones and Kubernetes' NodePorts) or
-// else above the range; a port the kernel picks only if neither has room.
+// kernel may give a port from that range to any outgoing connection or any
+// listener on port 0 on the node, and crimux's restart then can't listen.
+// It is one of 20000-29999 (below the usual range, away from well-known
+// ports and Kubernetes' NodePorts), else above the range; a port the kernel
+// picks only if neither has room.
 func freeLoopback() (string, error) {
-	lo, hi, err := ephemeralPorts()
-	first, last := 20000, min(lo, 30000)-1
-	if err != nil || last-first < 1000 {
-		first, last = hi+1, 65535
-	}
-	if err == nil && last-first >= 1000 {
-		n := last - first + 1
-		start := rand.IntN(n)
-		for i := range 200 {
-			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(first+(start+i)%n))
-			if l, err := net.Listen("tcp", addr); err == nil {
-				l.Close()
-				return addr, nil
+	if lo, hi, err := ephemeralPorts(); err == nil {
+		first, last := 20000, min(lo, 30000)-1
+		if last-first < 1000 {
+			first, last = hi+1, 65535
+		}
+		if n := last - first + 1; n > 1000 {
+			start := rand.IntN(n)
+			for i := range 200 {
+				addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(first+(start+i)%n))
+				if l, err := net.Listen("tcp", addr); err == nil {
+					l.Close()
+					return addr, nil
+				}
 			}
 		}
 	}

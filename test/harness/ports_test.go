@@ -9,9 +9,10 @@ import (
 // TestFreeLoopbackIsOutsideTheEphemeralRange: crimux's debug and metrics
 // addresses are chosen once and kept across the restarts the reliability
 // tests make. A port from the kernel's ephemeral range can be taken, while
-// crimux is down, by any outgoing connection on the node (containerd
-// pulling from the test registry, a CRI client), and the restarted crimux
-// then fails to listen ("address already in use"), as it did once in CI.
+// crimux is down, by any outgoing connection or port-0 listener on the node
+// (containerd pulling from the test registry, a streaming server), and the
+// restarted crimux then fails to listen ("address already in use"), as it
+// did once in CI.
 func TestFreeLoopbackIsOutsideTheEphemeralRange(t *testing.T) {
 	lo, hi, err := ephemeralPorts()
 	if err != nil {
