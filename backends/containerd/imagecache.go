@@ -156,13 +156,29 @@ func (r *Runtime) unpack(ctx context.Context, img client.Image, force bool) erro
 // prepared from img (as client.WithNewSnapshot does, without reading the
 // image's content again) and the spec specOpts build; it returns the
 // container as made (made) and the spec.
+// The rootfs snapshot is prepared while the spec is built and containerd
+// records the container: the record only names the snapshot, and the spec
+// waits for its mounts only if it reads the image's files (a user looked
+// up by name). Options that remap IDs (a pod user namespace) take
+// containerd's own path, which prepares the snapshot first.
 // commit, when set, is called with the user the spec chose once the spec
 // is made, while containerd records the container (backends.Container.Commit);
 // its error is returned, after NewContainer's.
 func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, specOpts []oci.SpecOpts, commit func(backends.User) error, opts ...client.NewContainerOpts) (*made, *oci.Spec, error) {
 	var spec *oci.Spec
 	m := &made{}
-	all := append([]client.NewContainerOpts{r.withRootfs(id, img, info, snapOpts, &m.rootfs), withSpecOf(&spec, specOpts, &m.rootfs)}, opts...)
+	// The lease is made ahead and deleted after this returns (leases.go),
+	// once the snapshot's Prepare is over.
+	lctx, release, err := r.d.leases.with(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	var rootfs *preparing
+	if len(snapOpts) == 0 {
+		rootfs = r.prepareRootfs(lctx, id, img, info)
+	}
+	all := append([]client.NewContainerOpts{r.withRootfs(id, img, snapOpts), withSpecOf(&spec, specOpts, rootfs)}, opts...)
 	var committed chan error
 	if commit != nil {
 		// Last: the options before it may still fail.
@@ -181,17 +197,24 @@ func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img clie
 			return nil
 		})
 	}
-	// The lease is made ahead and deleted after this returns (leases.go).
-	lctx, release, err := r.d.leases.with(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer release()
 	cont, err := r.d.client.NewContainer(lctx, id, all...)
 	if committed != nil {
 		if cerr := <-committed; err == nil && cerr != nil {
-			return nil, nil, cerr // the caller removes the container
+			err = cerr // the caller removes the container
 		}
+	}
+	if rootfs != nil {
+		mounts, perr := rootfs.wait()
+		if perr != nil && err == nil {
+			// containerd recorded a container whose rootfs is not there.
+			cctx, cancel := r.d.cleanupCtx()
+			defer cancel()
+			if derr := r.d.client.ContainerService().Delete(cctx, id); derr != nil && !isNotFound(derr) {
+				r.d.log.Warn("roll back container", "id", id, "error", derr)
+			}
+			err = perr
+		}
+		m.rootfs = mounts
 	}
 	if err != nil {
 		return nil, nil, err
@@ -206,43 +229,60 @@ func (r *Runtime) newContainerFromImage(ctx context.Context, id string, img clie
 	return m, spec, nil
 }
 
-// withRootfs prepares the container's rootfs snapshot on the image's
-// chain. Options that remap IDs (a pod user namespace) take containerd's
-// own path, which checks the snapshotter can.
-// The mounts of the rootfs go to *rootfs (left nil on containerd's path).
-func (r *Runtime) withRootfs(id string, img client.Image, info imageInfo, snapOpts []snapshots.Opt, rootfs *[]mount.Mount) client.NewContainerOpts {
-	if len(snapOpts) > 0 {
-		return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
-			c.Snapshotter = r.opts.Snapshotter
-			return client.WithNewSnapshot(id, img, snapOpts...)(ctx, cl, c)
-		}
-	}
-	return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
-		sn := cl.SnapshotService(r.opts.Snapshotter)
+// preparing is a rootfs snapshot's Prepare under way.
+type preparing struct {
+	done   chan struct{}
+	mounts []mount.Mount
+	err    error
+}
+
+// wait returns the mounts Prepare gave, once it is over.
+func (p *preparing) wait() ([]mount.Mount, error) {
+	<-p.done
+	return p.mounts, p.err
+}
+
+// prepareRootfs starts preparing container id's rootfs snapshot (keyed by
+// its ID) on the image's chain, in the handler's snapshotter.
+func (r *Runtime) prepareRootfs(ctx context.Context, id string, img client.Image, info imageInfo) *preparing {
+	p := &preparing{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		sn := r.d.client.SnapshotService(r.opts.Snapshotter)
 		mounts, err := sn.Prepare(ctx, id, info.chainID)
 		if isNotFound(err) {
 			// The image's snapshots were collected since it was unpacked.
 			if uerr := r.unpack(ctx, img, true); uerr != nil {
-				return uerr
+				p.err = uerr
+				return
 			}
 			mounts, err = sn.Prepare(ctx, id, info.chainID)
 		}
-		if err != nil {
-			return err
+		p.mounts, p.err = mounts, err
+	}()
+	return p
+}
+
+// withRootfs names the container's rootfs snapshot, which prepareRootfs
+// makes, or with snapOpts has containerd's client prepare it first.
+func (r *Runtime) withRootfs(id string, img client.Image, snapOpts []snapshots.Opt) client.NewContainerOpts {
+	return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
+		c.Snapshotter = r.opts.Snapshotter
+		if len(snapOpts) > 0 {
+			return client.WithNewSnapshot(id, img, snapOpts...)(ctx, cl, c)
 		}
-		*rootfs = mounts
-		c.Snapshotter, c.SnapshotKey, c.Image = r.opts.Snapshotter, id, img.Name()
+		c.SnapshotKey, c.Image = id, img.Name()
 		return nil
 	}
 }
 
 // withSpecOf builds the container's spec, as client.WithNewSpec does, and
 // keeps it in *out so that nothing has to read it back from containerd.
-// *rootfs are the mounts withRootfs got for the container's snapshot (nil
-// when containerd's own path made it).
-func withSpecOf(out **oci.Spec, specOpts []oci.SpecOpts, rootfs *[]mount.Mount) client.NewContainerOpts {
+// rootfs is the Prepare of the container's snapshot under way (nil when
+// containerd's own path made it).
+func withSpecOf(out **oci.Spec, specOpts []oci.SpecOpts, rootfs *preparing) client.NewContainerOpts {
 	return func(ctx context.Context, cl *client.Client, c *containers.Container) error {
-		s, err := generateSpec(ctx, cl, c, *rootfs, specOpts)
+		s, err := generateSpec(ctx, cl, c, rootfs, specOpts)
 		if err != nil {
 			return err
 		}
@@ -255,11 +295,12 @@ func withSpecOf(out **oci.Spec, specOpts []oci.SpecOpts, rootfs *[]mount.Mount) 
 // options that look users and groups up in the image (oci.WithUserID,
 // WithUsername, WithUser, WithAdditionalGIDs) read the container's rootfs
 // through the mounts of its snapshot, which each asks containerd for: one
-// round trip per lookup, up to two per container. When its Prepare gave
-// them (rootfs), they are answered from there.
-func generateSpec(ctx context.Context, cl oci.Client, c *containers.Container, rootfs []mount.Mount, specOpts []oci.SpecOpts) (*oci.Spec, error) {
+// round trip per lookup, up to two per container. When crimux prepares the
+// snapshot itself (rootfs), they wait for its Prepare and read the mounts
+// it gave; a spec with no lookup (the pause container's) doesn't wait.
+func generateSpec(ctx context.Context, cl oci.Client, c *containers.Container, rootfs *preparing, specOpts []oci.SpecOpts) (*oci.Spec, error) {
 	if rootfs != nil && c.SnapshotKey != "" {
-		cl = preparedRootfs{Client: cl, snapshotter: c.Snapshotter, key: c.SnapshotKey, mounts: rootfs}
+		cl = preparedRootfs{Client: cl, snapshotter: c.Snapshotter, key: c.SnapshotKey, rootfs: rootfs}
 	}
 	return oci.GenerateSpec(ctx, cl, c, specOpts...)
 }
@@ -269,7 +310,7 @@ func generateSpec(ctx context.Context, cl oci.Client, c *containers.Container, r
 type preparedRootfs struct {
 	oci.Client
 	snapshotter, key string
-	mounts           []mount.Mount
+	rootfs           *preparing
 }
 
 func (p preparedRootfs) SnapshotService(name string) snapshots.Snapshotter {
@@ -277,7 +318,7 @@ func (p preparedRootfs) SnapshotService(name string) snapshots.Snapshotter {
 	if name != p.snapshotter {
 		return sn
 	}
-	return preparedMounts{Snapshotter: sn, key: p.key, mounts: p.mounts}
+	return preparedMounts{Snapshotter: sn, key: p.key, rootfs: p.rootfs}
 }
 
 // MountManager is the client's, when it has one: the user lookups mount
@@ -292,12 +333,19 @@ func (p preparedRootfs) MountManager() mount.Manager {
 type preparedMounts struct {
 	snapshots.Snapshotter
 	key    string
-	mounts []mount.Mount
+	rootfs *preparing
 }
 
+// Mounts of the container's snapshot wait for its Prepare.
 func (p preparedMounts) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
 	if key == p.key {
-		return slices.Clone(p.mounts), nil
+		select {
+		case <-p.rootfs.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		mounts, err := p.rootfs.wait()
+		return slices.Clone(mounts), err
 	}
 	return p.Snapshotter.Mounts(ctx, key)
 }

@@ -6,11 +6,14 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -51,7 +54,7 @@ func TestSpecReadsUsersFromThePreparedRootfs(t *testing.T) {
 		t.Run(tc.desc, func(t *testing.T) {
 			var calls atomic.Int32
 			c := &containers.Container{ID: "c1", Snapshotter: "overlayfs", SnapshotKey: "c1"}
-			s, err := generateSpec(ctx, remoteClient{&calls}, c, slices.Clone(rootfsMounts), userOpts(tc.sc, "app"))
+			s, err := generateSpec(ctx, remoteClient{&calls}, c, prepared(slices.Clone(rootfsMounts)), userOpts(tc.sc, "app"))
 			if err != nil {
 				t.Fatalf("generate spec: %v (containerd asked %d times)", err, calls.Load())
 			}
@@ -63,11 +66,76 @@ func TestSpecReadsUsersFromThePreparedRootfs(t *testing.T) {
 			}
 		})
 	}
-	// Without mounts of its own (containerd made the snapshot), containerd
-	// is asked, as before.
+	// Without a Prepare of its own (containerd made the snapshot),
+	// containerd is asked, as before.
 	var calls atomic.Int32
 	c := &containers.Container{ID: "c1", Snapshotter: "overlayfs", SnapshotKey: "c1"}
 	if _, err := generateSpec(ctx, remoteClient{&calls}, c, nil, userOpts(nil, "app")); err == nil || calls.Load() == 0 {
 		t.Errorf("without prepared mounts: err %v after %d calls, want containerd asked", err, calls.Load())
+	}
+}
+
+// prepared is a Prepare that is over and gave mounts.
+func prepared(mounts []mount.Mount) *preparing {
+	p := &preparing{done: make(chan struct{}), mounts: mounts}
+	close(p.done)
+	return p
+}
+
+// The rootfs snapshot is prepared while the spec is built and containerd
+// records the container: a spec that reads nothing from the image's files
+// (the pause container's) is built without waiting for it; one that looks
+// users up waits, then reads the mounts Prepare gave.
+func TestSpecWaitsForTheRootfsOnlyToReadIt(t *testing.T) {
+	ctx := namespaces.WithNamespace(context.Background(), "crimux-test")
+	var calls atomic.Int32
+	c := &containers.Container{ID: "c1", Snapshotter: "overlayfs", SnapshotKey: "c1"}
+	pending := &preparing{done: make(chan struct{})}
+	pause := sandboxSpecInput{Sandbox: testSandbox(nil), Image: ocispec.ImageConfig{Entrypoint: []string{"/pause"}}, Hostname: "h", Node: nodeFacts{oomFloor: -1000, cgroupDriver: "cgroupfs"}}
+	opts, err := sandboxSpec(pause)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := make(chan error, 1)
+	go func() {
+		_, err := generateSpec(ctx, remoteClient{&calls}, c, pending, opts)
+		built <- err
+	}()
+	select {
+	case err := <-built:
+		if err != nil {
+			t.Fatalf("pause spec: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the pause container's spec waited for its rootfs")
+	}
+
+	app := make(chan *oci.Spec, 1)
+	go func() {
+		s, err := generateSpec(ctx, remoteClient{&calls}, c, pending, userOpts(nil, "app"))
+		if err != nil {
+			t.Errorf("app spec: %v", err)
+		}
+		app <- s
+	}()
+	select {
+	case <-app:
+		t.Fatal("a spec that looks up its user was built before the rootfs was prepared")
+	case <-time.After(100 * time.Millisecond):
+	}
+	pending.mounts = []mount.Mount{{Type: "bind", Source: rootfs(t), Options: []string{"rbind", "ro"}}}
+	close(pending.done)
+	if s := <-app; s != nil && (s.Process.User.UID != 1002 || s.Process.User.GID != 1003) {
+		t.Errorf("user = %+v, want the image's app user 1002:1003", s.Process.User)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("containerd was asked for the container's mounts %d times", n)
+	}
+
+	// A Prepare that failed fails the spec that needs its mounts.
+	failed := &preparing{done: make(chan struct{}), err: errors.New("prepare failed")}
+	close(failed.done)
+	if _, err := generateSpec(ctx, remoteClient{&calls}, c, failed, userOpts(nil, "app")); err == nil {
+		t.Error("a spec was built from a rootfs whose Prepare failed")
 	}
 }

@@ -63,10 +63,27 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 		return backends.TaskState{}, err
 	}
 	labels := map[string]string{labelKind: kindSandbox, labelHandler: r.name, labelInstance: r.d.opts.Instance}
+	// The pod's sandbox store record is only read when its containers'
+	// tasks are made (podgroup.go): it is written while the pause
+	// container is made, and both are there before the pause starts.
+	grouped := make(chan error, 1)
+	go func() { grouped <- r.createPodGroup(ctx, sb.ID) }()
 	m, _, err := r.newContainerFromImage(ctx, sb.ID, img, info, snapshotOpts(sb), specOpts, nil,
 		client.WithRuntime(r.opts.RuntimeType, rtOpts),
 		client.WithContainerLabels(labels),
 	)
+	groupErr := <-grouped
+	if groupErr == nil {
+		defer func() {
+			if retErr != nil {
+				cctx, cancel := r.d.cleanupCtx()
+				defer cancel()
+				if err := r.d.deletePodGroup(cctx, sb.ID); err != nil {
+					r.d.log.Warn("roll back pod's sandbox store record", "id", sb.ID, "error", err)
+				}
+			}
+		}()
+	}
 	if err != nil {
 		return backends.TaskState{}, fmt.Errorf("create pause container: %w", mapErr(err))
 	}
@@ -80,18 +97,9 @@ func (r *Runtime) RunSandbox(ctx context.Context, sb backends.Sandbox) (_ backen
 			}
 		}
 	}()
-	if err := r.createPodGroup(ctx, sb.ID); err != nil {
-		return backends.TaskState{}, err
+	if groupErr != nil {
+		return backends.TaskState{}, groupErr
 	}
-	defer func() {
-		if retErr != nil {
-			cctx, cancel := r.d.cleanupCtx()
-			defer cancel()
-			if err := r.d.deletePodGroup(cctx, sb.ID); err != nil {
-				r.d.log.Warn("roll back pod's sandbox store record", "id", sb.ID, "error", err)
-			}
-		}
-	}()
 	if sb.WaitNetwork != nil && r.kind.readsNetworkAtCreate() {
 		if err := sb.WaitNetwork(ctx); err != nil {
 			return backends.TaskState{}, err
